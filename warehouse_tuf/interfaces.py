@@ -1,0 +1,65 @@
+"""The extension's service interfaces, in Warehouse's ``create_service`` style."""
+
+from zope.interface import Interface
+
+
+class ITUFService(Interface):
+    """The PEP 458 repository: records target changes, publishes signed metadata."""
+
+    def create_service(context, request):
+        """Create the service for the given context and request."""
+
+    def record_target(path, length, hashes, *, project=None, release=None):
+        """Record a distribution target to add, in the caller's transaction."""
+
+    def record_removal(path):
+        """Record a target to remove, in the caller's transaction."""
+
+    def record_release_removal(project, release):
+        """Record that every target of a release goes, in the caller's transaction."""
+
+    def record_project_removal(project):
+        """Record that every target of a project goes, pages included."""
+
+    def record_pages_changed(project):
+        """Record that a project's simple pages must be rendered and signed again."""
+
+    def bootstrap(root_bytes, targets_bytes):
+        """Install offline-signed root and targets; create every bin, snapshot, timestamp."""
+
+    def bootstrap_development():
+        """Generate development keys and bootstrap with them (refused in production)."""
+
+    def publish():
+        """Sign everything pending: touched bins, then one snapshot, then one timestamp."""
+
+    def refresh(window=None):
+        """Re-sign every online role expiring within the window."""
+
+    def status():
+        """Role versions, expiries, pending count and the time of the last publish."""
+
+
+class IMetadataStorage(Interface):
+    """Where published bytes live (metadata files, hash-prefixed simple pages)."""
+
+    def create_service(context, request):
+        """Create the storage for the given context and request."""
+
+    def put(name, data):
+        """Write ``data`` under ``name`` atomically: readers see all of it or nothing."""
+
+    def put_many(files):
+        """Write every ``name: data`` of ``files``, each atomically, all durable on return."""
+
+    def get(name):
+        """The bytes stored under ``name``; ``FileNotFoundError`` if absent."""
+
+    def exists(name):
+        """Whether ``name`` is stored."""
+
+    def delete(name):
+        """Remove ``name``; no error if it is absent."""
+
+    def list(prefix=""):
+        """Every stored name starting with ``prefix``."""

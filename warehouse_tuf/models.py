@@ -1,0 +1,132 @@
+"""The extension's own tables.
+
+They live in their own ``MetaData`` (and their own alembic history), so they
+never mix with the host's migrations. The database is the source of truth for
+targets, role versions and expiries; storage only holds published bytes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+#: Longest accepted target path, in UTF-8 bytes (keeps it indexable everywhere).
+MAX_TARGET_PATH_BYTES = 1024
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes on every backend (SQLite keeps no zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime.datetime | None, dialect: Any):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use UTC-aware datetimes")
+        return value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime.datetime | None, dialect: Any):
+        if value is None:
+            return None
+        return value.replace(tzinfo=datetime.timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = metadata
+
+
+class RoleVersion(Base):
+    """The current published version of one role (root, targets, a bin, snapshot, timestamp).
+
+    ``reserved_version`` is the highest version number ever handed to a publish
+    attempt. It is committed *before* any byte reaches storage, so a number that
+    may have been written is never reused for different bytes, whatever crashes.
+    """
+
+    __tablename__ = "tuf_roles"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    reserved_version: Mapped[int] = mapped_column(Integer)
+    expires: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
+    #: Index of a hash bin; None for the top-level roles.
+    bin_index: Mapped[int | None] = mapped_column(Integer, index=True)
+    length: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    #: The offline-signed bytes of root and targets (public data); None for online roles.
+    signed_bytes: Mapped[bytes | None] = mapped_column(LargeBinary)
+    updated_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TargetKind(str, enum.Enum):
+    FILE = "file"
+    PAGE = "page"
+
+
+class Target(Base):
+    """A signed target as it stands after the last publish."""
+
+    __tablename__ = "tuf_targets"
+
+    path: Mapped[str] = mapped_column(String(MAX_TARGET_PATH_BYTES), primary_key=True)
+    bin_index: Mapped[int] = mapped_column(Integer, index=True)
+    length: Mapped[int] = mapped_column(BigInteger)
+    hashes: Mapped[dict[str, str]] = mapped_column(JSON)
+    kind: Mapped[str] = mapped_column(String(8))
+    #: Normalized project name and release version, so that a project or release
+    #: deleted by a database cascade can be removed without knowing its files.
+    project: Mapped[str | None] = mapped_column(String(255))
+    release: Mapped[str | None] = mapped_column(String(255))
+
+    __table_args__ = (Index("ix_tuf_targets_project_release", "project", "release"),)
+
+
+class ChangeKind(str, enum.Enum):
+    ADD = "add"
+    REMOVE = "remove"
+    REMOVE_RELEASE = "remove_release"
+    REMOVE_PROJECT = "remove_project"
+    RENDER_PAGES = "render_pages"
+
+
+class PendingChange(Base):
+    """A change recorded in the host's transaction, waiting for the next publish."""
+
+    __tablename__ = "tuf_pending_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    path: Mapped[str | None] = mapped_column(String(MAX_TARGET_PATH_BYTES))
+    length: Mapped[int | None] = mapped_column(BigInteger)
+    hashes: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    project: Mapped[str | None] = mapped_column(String(255))
+    release: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

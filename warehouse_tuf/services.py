@@ -1,0 +1,698 @@
+"""The TUF manager: the one class that holds the repository logic.
+
+How an upload becomes a signed target:
+
+1. the host's transaction records a :class:`~warehouse_tuf.models.PendingChange`
+   (``record_*``; no signing, no storage I/O);
+2. after commit a task calls :meth:`TUFManager.publish`, which, under the
+   publish lock, reserves the new version numbers (committed), applies the
+   changes to the target table, re-signs only the touched bins, then writes
+   one snapshot and one timestamp, in that order, and commits.
+
+Version numbers are reserved in the database before any byte is written, so a
+publish that dies half-way never lets a later one reuse a number for other
+bytes; the roles it left behind are re-signed by the next run.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+from tuf.api.metadata import (
+    DelegatedRole,
+    Delegations,
+    Metadata,
+    MetaFile,
+    Root,
+    Snapshot,
+    SuccinctRoles,
+    TargetFile,
+    Targets,
+    Timestamp,
+)
+from tuf.api.serialization.json import JSONSerializer
+from zope.interface import implementer
+
+from warehouse_tuf import signing, targets as targetlib
+from warehouse_tuf.interfaces import IMetadataStorage, ITUFService
+from warehouse_tuf.locking import publish_lock
+from warehouse_tuf.models import ChangeKind, PendingChange, RoleVersion, Target, TargetKind, utcnow
+from warehouse_tuf.settings import TUFSettings
+
+log = logging.getLogger("warehouse_tuf")
+
+TOP_LEVEL = ("root", "targets", "snapshot", "timestamp")
+DEV_KEYS_MARKER = "INSECURE-DEVELOPMENT-KEYS"
+_CHUNK = 500
+
+
+class RepositoryError(RuntimeError):
+    """The repository cannot do what was asked; nothing was changed."""
+
+
+class NotBootstrappedError(RepositoryError):
+    """No root and targets are installed yet."""
+
+
+class BootstrapError(RepositoryError):
+    """The offline-signed root or targets is not acceptable."""
+
+
+class StorageAheadError(RepositoryError):
+    """Storage holds newer metadata than the database knows (restored from a backup?)."""
+
+
+@dataclass
+class PublishResult:
+    """What one publish or refresh did."""
+
+    changes: int = 0
+    bins: list[str] = field(default_factory=list)
+    snapshot_version: int | None = None
+    timestamp_version: int | None = None
+    seconds: float = 0.0
+
+    @property
+    def published(self) -> bool:
+        return self.timestamp_version is not None
+
+
+@dataclass
+class _Trusted:
+    root: Metadata[Root]
+    targets: Metadata[Targets]
+    signers: list
+
+
+@implementer(ITUFService)
+class TUFManager:
+    """A PEP 458 repository kept in the database and published to storage."""
+
+    def __init__(
+        self,
+        db: Session,
+        settings: TUFSettings,
+        storage: IMetadataStorage,
+        simple_storage: IMetadataStorage,
+        *,
+        request: Any = None,
+        renderer: Any = None,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.storage = storage
+        self.simple_storage = simple_storage
+        self.request = request
+        self.renderer = renderer
+        self._engine = db.get_bind()
+        # Publishing commits twice (reservation, then result) around storage
+        # writes, so it runs in sessions of its own, not in the caller's.
+        self._sessions = sessionmaker(bind=self._engine, expire_on_commit=False)
+        self._serializer = JSONSerializer(compact=True)
+
+    @classmethod
+    def create_service(cls, context: Any, request: Any) -> "TUFManager":
+        return cls(
+            request.db,
+            request.registry["tuf.settings"],
+            request.find_service(IMetadataStorage, name="tuf.metadata"),
+            request.find_service(IMetadataStorage, name="tuf.simple"),
+            request=request,
+            renderer=request.registry["tuf.renderer"],
+        )
+
+    # -- recording, in the caller's transaction --------------------------------
+
+    def record_target(
+        self,
+        path: str,
+        length: int,
+        hashes: dict[str, str],
+        *,
+        project: str | None = None,
+        release: str | None = None,
+    ) -> None:
+        path = targetlib.validate_path(path)
+        change = PendingChange(
+            kind=ChangeKind.ADD.value,
+            path=path,
+            length=targetlib.validate_length(path, length),
+            hashes=targetlib.validate_hashes(path, hashes, self.settings.hash_algorithms),
+            project=project,
+            release=release,
+        )
+        self.db.add(change)
+
+    def record_removal(self, path: str) -> None:
+        self.db.add(PendingChange(kind=ChangeKind.REMOVE.value, path=targetlib.validate_path(path)))
+
+    def record_release_removal(self, project: str, release: str) -> None:
+        self.db.add(PendingChange(kind=ChangeKind.REMOVE_RELEASE.value, project=project, release=release))
+
+    def record_project_removal(self, project: str) -> None:
+        targetlib.page_paths(project)
+        self.db.add(PendingChange(kind=ChangeKind.REMOVE_PROJECT.value, project=project))
+
+    def record_pages_changed(self, project: str) -> None:
+        targetlib.page_paths(project)
+        self.db.add(PendingChange(kind=ChangeKind.RENDER_PAGES.value, project=project))
+
+    # -- bootstrap ---------------------------------------------------------------
+
+    def bootstrap(self, root_bytes: bytes, targets_bytes: bytes) -> PublishResult:
+        """Install offline-signed root v1 and targets v1, every bin, snapshot and timestamp."""
+        started = time.monotonic()
+        root, targets = self._check_offline_roles(root_bytes, targets_bytes)
+        signers = self._online_signers(root.signed, targets.signed)
+        with publish_lock(self._engine, self.settings.lock_timeout), self._sessions() as s:
+            if s.scalar(select(func.count()).select_from(RoleVersion)):
+                raise BootstrapError("the repository is already bootstrapped")
+            if self.storage.exists("timestamp.json"):
+                raise StorageAheadError(
+                    "storage already holds a timestamp.json but the database has no repository: "
+                    "point tuf.storage.path at an empty location, or recover the database"
+                )
+            now = utcnow()
+            offline = {
+                "root": self._put_offline_role(s, "root", root_bytes, root.signed),
+                "targets": self._put_offline_role(s, "targets", targets_bytes, targets.signed),
+            }
+            self.storage.put("1.root.json", root_bytes)
+            self.storage.put("1.targets.json", targets_bytes)
+            trusted = _Trusted(root, targets, signers)
+            count = self.settings.bin_count
+            spread = self.settings.bin_expiry_spread
+            expiry = self.settings.expiry["bins"]
+            rows = dict(offline)
+            for index in range(count):
+                name = self._bin_name(index)
+                # Spread first expiries so the bins do not all come due at once.
+                expires = (now + expiry * (1 - spread * index / count)).replace(microsecond=0)
+                rows[name] = RoleVersion(
+                    name=name, version=0, reserved_version=1, expires=expires,
+                    bin_index=index, length=0, sha256="",
+                )
+            for name in ("snapshot", "timestamp"):
+                rows[name] = RoleVersion(
+                    name=name, version=0, reserved_version=1, expires=now, length=0, sha256=""
+                )
+            s.add_all(rows[name] for name in rows if name not in offline)
+            bins = {self._bin_name(i): i for i in range(count)}
+            self._sign_bins(s, trusted, rows, bins, {n: 1 for n in bins}, now, keep_expiry=True)
+            self._sign_snapshot_and_timestamp(s, trusted, rows, 1, 1, now)
+            s.commit()
+        result = PublishResult(bins=list(bins), snapshot_version=1, timestamp_version=1,
+                               seconds=time.monotonic() - started)
+        log.info("tuf bootstrap: %d bins, snapshot 1, timestamp 1", count)
+        return result
+
+    def bootstrap_development(self) -> PublishResult:
+        """Generate (or reuse) development keys and bootstrap with them.
+
+        Refused when the environment is production: development keys are
+        plain files on disk and must never protect a real index.
+        """
+        if self.settings.env == "production":
+            raise RepositoryError("development keys are refused in production (tuf.env = production)")
+        if not self.settings.dev_keys_path:
+            raise RepositoryError("tuf.dev_keys_path is not set")
+        keys_dir = Path(self.settings.dev_keys_path)
+        keys = {}
+        for role in ("root", "targets", "online"):
+            path = keys_dir / f"{role}.pem"
+            keys[role] = signing.load_key_file(path) if path.exists() else None
+            if keys[role] is None:
+                signing.generate_key_file(path)
+                keys[role] = signing.load_key_file(path)
+        marker = keys_dir / DEV_KEYS_MARKER
+        if not marker.exists():
+            marker.write_text(
+                "These keys are for development only. Anyone can read them.\n"
+                "warehouse-tuf refuses them when tuf.env is production.\n"
+            )
+        root_bytes, targets_bytes = self.build_offline_roles(
+            root_keys=[keys["root"].public_key], root_threshold=1,
+            targets_keys=[keys["targets"].public_key], targets_threshold=1,
+            online_keys=[keys["online"].public_key], online_threshold=1,
+            sign_with=[keys["root"]], sign_targets_with=[keys["targets"]],
+        )
+        return self.bootstrap(root_bytes, targets_bytes)
+
+    def build_offline_roles(
+        self, *, root_keys, root_threshold, targets_keys, targets_threshold,
+        online_keys, online_threshold, sign_with=(), sign_targets_with=(),
+        version: int = 1,
+    ) -> tuple[bytes, bytes]:
+        """Root and targets payloads as this repository's settings want them.
+
+        Signed with ``sign_with`` (root) and ``sign_targets_with`` (targets)
+        when given; the ceremony signs them elsewhere otherwise.
+        """
+        now = utcnow()
+        root = Root(version=version, expires=now + self.settings.expiry["root"],
+                    consistent_snapshot=True)
+        for key in root_keys:
+            root.add_key(key, "root")
+        for key in targets_keys:
+            root.add_key(key, "targets")
+        for key in online_keys:
+            root.add_key(key, "snapshot")
+            root.add_key(key, "timestamp")
+        root.roles["root"].threshold = root_threshold
+        root.roles["targets"].threshold = targets_threshold
+        root.roles["snapshot"].threshold = online_threshold
+        root.roles["timestamp"].threshold = online_threshold
+        succinct = SuccinctRoles(keyids=[], threshold=online_threshold,
+                                 bit_length=self.settings.bin_bits,
+                                 name_prefix=self.settings.bin_name_prefix)
+        targets = Targets(version=version, expires=now + self.settings.expiry["targets"],
+                          delegations=Delegations(keys={}, succinct_roles=succinct))
+        for key in online_keys:
+            targets.add_key(key)
+        root_md, targets_md = Metadata(root), Metadata(targets)
+        for signer in sign_with:
+            root_md.sign(signer, append=True)
+        for signer in sign_targets_with:
+            targets_md.sign(signer, append=True)
+        return root_md.to_bytes(self._serializer), targets_md.to_bytes(self._serializer)
+
+    # -- publish and refresh ------------------------------------------------------
+
+    def publish(self) -> PublishResult:
+        """Publish every pending change (and whatever a crashed run left unfinished)."""
+        return self._run(refresh_window=None)
+
+    def refresh(self, window: datetime.timedelta | None = None) -> PublishResult:
+        """Re-sign every online role that expires within ``window``, with pending changes."""
+        return self._run(refresh_window=window or self.settings.refresh_window)
+
+    def _run(self, refresh_window: datetime.timedelta | None) -> PublishResult:
+        started = time.monotonic()
+        with publish_lock(self._engine, self.settings.lock_timeout), self._sessions() as s:
+            trusted = self._trusted(s)
+            rows = {row.name: row for row in s.scalars(select(RoleVersion))}
+            self._check_storage_not_ahead(rows["timestamp"])
+            changes = list(
+                s.scalars(
+                    select(PendingChange).order_by(PendingChange.id)
+                    .limit(self.settings.publish_batch_limit)
+                )
+            )
+            now = utcnow()
+            bins = self._bins_touched(s, changes)
+            for row in rows.values():
+                if row.bin_index is None:
+                    continue
+                unfinished = row.reserved_version > row.version
+                expiring = refresh_window is not None and row.expires <= now + refresh_window
+                if unfinished or expiring:
+                    bins[row.name] = row.bin_index
+            top_due = any(
+                rows[name].reserved_version > rows[name].version
+                or (refresh_window is not None and rows[name].expires <= now + refresh_window)
+                for name in ("snapshot", "timestamp")
+            )
+            if not changes and not bins and not top_due:
+                return PublishResult(seconds=time.monotonic() - started)
+
+            versions = self._reserve(s, rows, [*bins, "snapshot", "timestamp"])
+            s.commit()  # the reservation is durable before any byte is written
+
+            self._apply_changes(s, changes)
+            self._sign_bins(s, trusted, rows, bins, versions, now)
+            self._sign_snapshot_and_timestamp(
+                s, trusted, rows, versions["snapshot"], versions["timestamp"], now
+            )
+            ids = [change.id for change in changes]
+            for chunk in _chunks(ids):
+                s.execute(delete(PendingChange).where(PendingChange.id.in_(chunk)))
+            s.commit()
+        result = PublishResult(
+            changes=len(changes), bins=sorted(bins),
+            snapshot_version=versions["snapshot"], timestamp_version=versions["timestamp"],
+            seconds=time.monotonic() - started,
+        )
+        log.info(
+            "tuf %s: %d changes, %d bins, snapshot %d, timestamp %d, %.3fs",
+            "refresh" if refresh_window else "publish", result.changes, len(result.bins),
+            result.snapshot_version, result.timestamp_version, result.seconds,
+        )
+        return result
+
+    def _reserve(self, s: Session, rows: dict[str, RoleVersion], names: Iterable[str]) -> dict[str, int]:
+        """Hand out the next version of each role and record it as reserved."""
+        versions = {}
+        for name in names:
+            row = rows[name]
+            if row.reserved_version == row.version:
+                version = row.version + 1
+            elif self._written(name, row.reserved_version):
+                version = row.reserved_version + 1
+            else:
+                # A crashed run reserved this number but wrote nothing under it.
+                version = row.reserved_version
+            row.reserved_version = version
+            versions[name] = version
+        return versions
+
+    def _written(self, name: str, version: int) -> bool:
+        if name == "timestamp":
+            return self._stored_timestamp_version() == version
+        return self.storage.exists(f"{version}.{name}.json")
+
+    def _stored_timestamp_version(self) -> int | None:
+        try:
+            return int(json.loads(self.storage.get("timestamp.json"))["signed"]["version"])
+        except FileNotFoundError:
+            return None
+
+    def _check_storage_not_ahead(self, timestamp: RoleVersion) -> None:
+        stored = self._stored_timestamp_version()
+        if stored is not None and stored > timestamp.reserved_version:
+            raise StorageAheadError(
+                f"storage holds timestamp version {stored} but the database knows only "
+                f"{timestamp.reserved_version}: the database looks restored from an older "
+                "backup. Publishing now would reuse version numbers; run "
+                "'tuf recover' to resume from the published versions."
+            )
+
+    def _bins_touched(self, s: Session, changes: list[PendingChange]) -> dict[str, int]:
+        bits = self.settings.bin_bits
+        indexes: set[int] = set()
+        for change in changes:
+            kind = ChangeKind(change.kind)
+            if kind in (ChangeKind.ADD, ChangeKind.REMOVE):
+                indexes.add(targetlib.bin_index(change.path, bits))
+            elif kind is ChangeKind.REMOVE_RELEASE:
+                indexes.update(s.scalars(
+                    select(Target.bin_index).distinct()
+                    .where(Target.project == change.project, Target.release == change.release)
+                ))
+            else:
+                if kind is ChangeKind.REMOVE_PROJECT:
+                    indexes.update(s.scalars(
+                        select(Target.bin_index).distinct().where(Target.project == change.project)
+                    ))
+                if self.renderer is not None:
+                    for path in targetlib.page_paths(change.project).values():
+                        indexes.add(targetlib.bin_index(path, bits))
+        return {self._bin_name(i): i for i in indexes}
+
+    def _apply_changes(self, s: Session, changes: list[PendingChange]) -> None:
+        """Bring the target table up to date, in change order; render pages last."""
+        bits = self.settings.bin_bits
+        pages: dict[str, None] = {}
+        for kind, group in _runs(changes):
+            if kind is ChangeKind.ADD:
+                rows = {
+                    c.path: {
+                        "path": c.path, "bin_index": targetlib.bin_index(c.path, bits),
+                        "length": c.length, "hashes": c.hashes, "kind": TargetKind.FILE.value,
+                        "project": c.project, "release": c.release,
+                    }
+                    for c in group
+                }
+                self._upsert_targets(s, list(rows.values()))
+            elif kind is ChangeKind.REMOVE:
+                for chunk in _chunks([c.path for c in group]):
+                    s.execute(delete(Target).where(Target.path.in_(chunk)))
+            elif kind is ChangeKind.REMOVE_RELEASE:
+                for c in group:
+                    s.execute(delete(Target).where(
+                        Target.project == c.project, Target.release == c.release,
+                        Target.kind == TargetKind.FILE.value,
+                    ))
+            elif kind is ChangeKind.REMOVE_PROJECT:
+                for c in group:
+                    s.execute(delete(Target).where(Target.project == c.project))
+                    pages[c.project] = None
+            else:
+                pages.update((c.project, None) for c in group)
+        if self.renderer is not None:
+            # Pages are rendered from the committed state of the index, now:
+            # whatever order the changes came in, this is what clients will see.
+            for project in pages:
+                self._render_pages(s, project)
+
+    def _render_pages(self, s: Session, project: str) -> None:
+        paths = targetlib.page_paths(project)
+        rendered = self.renderer(self.request, project)
+        if rendered is None:
+            for chunk in _chunks(list(paths.values())):
+                s.execute(delete(Target).where(Target.path.in_(chunk)))
+            return
+        rows, files = [], {}
+        for form, path in paths.items():
+            data = getattr(rendered, form)
+            hashes = targetlib.hash_data(data, self.settings.hash_algorithms)
+            for digest in hashes.values():
+                files[targetlib.prefixed_name(path, digest)] = data
+            rows.append({
+                "path": path, "bin_index": targetlib.bin_index(path, self.settings.bin_bits),
+                "length": len(data), "hashes": hashes, "kind": TargetKind.PAGE.value,
+                "project": project, "release": None,
+            })
+        # The pages are stored before any metadata that lists them.
+        self.simple_storage.put_many(files)
+        self._upsert_targets(s, rows)
+
+    def _upsert_targets(self, s: Session, rows: list[dict]) -> None:
+        insert = postgresql.insert if self._engine.dialect.name == "postgresql" else sqlite.insert
+        for chunk in _chunks(rows, 200):
+            statement = insert(Target).values(chunk)
+            statement = statement.on_conflict_do_update(
+                index_elements=[Target.path],
+                set_={col: statement.excluded[col]
+                      for col in ("bin_index", "length", "hashes", "kind", "project", "release")},
+            )
+            s.execute(statement)
+
+    def _sign_bins(
+        self, s: Session, trusted: _Trusted, rows: dict[str, RoleVersion],
+        bins: dict[str, int], versions: dict[str, int], now: datetime.datetime,
+        *, keep_expiry: bool = False,
+    ) -> None:
+        """Sign and store every bin in ``bins`` with its reserved version."""
+        by_index = {index: name for name, index in bins.items()}
+        contents: dict[int, dict[str, TargetFile]] = {index: {} for index in by_index}
+        for chunk in _chunks(sorted(by_index)):
+            result = s.execute(
+                select(Target.bin_index, Target.path, Target.length, Target.hashes)
+                .where(Target.bin_index.in_(chunk))
+            )
+            for index, path, length, hashes in result:
+                contents[index][path] = TargetFile(length=length, hashes=hashes, path=path)
+        files = {}
+        for index, name in by_index.items():
+            row = rows[name]
+            version = versions[name]
+            expires = row.expires if keep_expiry else now + self.settings.expiry["bins"]
+            metadata = Metadata(Targets(version=version, expires=expires, targets=contents[index]))
+            signing.sign(metadata, trusted.signers)
+            data = metadata.to_bytes(self._serializer)
+            files[f"{version}.{name}.json"] = data
+            row.version, row.expires = version, expires
+            row.length, row.sha256 = len(data), hashlib.sha256(data).hexdigest()
+            row.updated_at = now
+        self.storage.put_many(files)
+
+    def _sign_snapshot_and_timestamp(
+        self, s: Session, trusted: _Trusted, rows: dict[str, RoleVersion],
+        snapshot_version: int, timestamp_version: int, now: datetime.datetime,
+    ) -> None:
+        meta = {"targets.json": MetaFile(version=rows["targets"].version)}
+        for row in rows.values():
+            if row.bin_index is not None:
+                meta[f"{row.name}.json"] = MetaFile(version=row.version)
+        snapshot = Metadata(Snapshot(
+            version=snapshot_version, expires=now + self.settings.expiry["snapshot"], meta=meta
+        ))
+        signing.sign(snapshot, trusted.signers)
+        snapshot_bytes = snapshot.to_bytes(self._serializer)
+        self.storage.put(f"{snapshot_version}.snapshot.json", snapshot_bytes)
+        self._update_row(rows["snapshot"], snapshot_version, snapshot.signed.expires, snapshot_bytes, now)
+
+        timestamp = Metadata(Timestamp(
+            version=timestamp_version, expires=now + self.settings.expiry["timestamp"],
+            snapshot_meta=MetaFile.from_data(snapshot_version, snapshot_bytes, ["sha256"]),
+        ))
+        signing.sign(timestamp, trusted.signers)
+        timestamp_bytes = timestamp.to_bytes(self._serializer)
+        self.storage.put("timestamp.json", timestamp_bytes)
+        self._update_row(rows["timestamp"], timestamp_version, timestamp.signed.expires,
+                         timestamp_bytes, now)
+
+    @staticmethod
+    def _update_row(row: RoleVersion, version: int, expires: datetime.datetime,
+                    data: bytes, now: datetime.datetime) -> None:
+        row.version = row.reserved_version = version
+        row.expires = expires
+        row.length, row.sha256 = len(data), hashlib.sha256(data).hexdigest()
+        row.updated_at = now
+
+    # -- trust -----------------------------------------------------------------------
+
+    def _trusted(self, s: Session) -> _Trusted:
+        roles = {
+            row.name: row
+            for row in s.scalars(select(RoleVersion).where(RoleVersion.name.in_(("root", "targets"))))
+        }
+        if len(roles) < 2:
+            raise NotBootstrappedError("the TUF repository is not bootstrapped yet (run 'tuf bootstrap')")
+        root = Metadata[Root].from_bytes(roles["root"].signed_bytes)
+        targets = Metadata[Targets].from_bytes(roles["targets"].signed_bytes)
+        return _Trusted(root, targets, self._online_signers(root.signed, targets.signed))
+
+    def _online_signers(self, root: Root, targets: Targets) -> list:
+        uris = self.settings.online_signers
+        dev_key = Path(self.settings.dev_keys_path or ".") / "online.pem"
+        if not uris and self.settings.env != "production" and self.settings.dev_keys_path:
+            uris = (f"file2:{dev_key}",)
+        if self.settings.env == "production":
+            for entry in uris:
+                scheme, _, location = signing.split_signer_entry(entry)[1].partition(":")
+                if scheme == "file2" and (Path(location).parent / DEV_KEYS_MARKER).exists():
+                    raise signing.SigningError(
+                        "development keys are refused in production (tuf.env = production)"
+                    )
+        return signing.load_online_signers(uris, signing.online_keys(root, targets))
+
+    def _check_offline_roles(self, root_bytes: bytes, targets_bytes: bytes):
+        try:
+            root = Metadata[Root].from_bytes(root_bytes)
+            targets = Metadata[Targets].from_bytes(targets_bytes)
+        except Exception as exc:
+            raise BootstrapError(f"root or targets is not valid TUF metadata: {exc}") from None
+        if not isinstance(root.signed, Root) or not isinstance(targets.signed, Targets):
+            raise BootstrapError("expected a root and a targets metadata file")
+        if root.signed.version != 1 or targets.signed.version != 1:
+            raise BootstrapError("bootstrap takes root version 1 and targets version 1")
+        if not root.signed.consistent_snapshot:
+            raise BootstrapError("root must set consistent_snapshot (PEP 458)")
+        now = utcnow()
+        for name, md in (("root", root), ("targets", targets)):
+            if md.signed.is_expired(now):
+                raise BootstrapError(f"{name} expired on {md.signed.expires.isoformat()}")
+        result = root.signed.get_verification_result("root", root.signed_bytes, root.signatures)
+        if not result.verified:
+            raise BootstrapError(
+                f"root is signed by {len(result.signed)} of its keys, the threshold is "
+                f"{result.threshold}"
+            )
+        result = root.signed.get_verification_result("targets", targets.signed_bytes, targets.signatures)
+        if not result.verified:
+            raise BootstrapError(
+                f"targets is signed by {len(result.signed)} of the keys root trusts for it, "
+                f"the threshold is {result.threshold}"
+            )
+        delegations = targets.signed.delegations
+        succinct = delegations.succinct_roles if delegations else None
+        if succinct is None:
+            raise BootstrapError("targets must delegate to the bins with succinct_roles (TAP 15)")
+        if succinct.bit_length != self.settings.bin_bits:
+            raise BootstrapError(
+                f"targets delegates to {2**succinct.bit_length} bins but the settings ask for "
+                f"{self.settings.bin_count} (tuf.bin_count)"
+            )
+        if succinct.name_prefix != self.settings.bin_name_prefix:
+            raise BootstrapError(
+                f"bin name prefix {succinct.name_prefix!r} differs from tuf.bin_name_prefix "
+                f"{self.settings.bin_name_prefix!r}"
+            )
+        if targets.signed.targets:
+            raise BootstrapError("targets must not list targets itself; they belong in the bins")
+        try:
+            signing.online_keys(root.signed, targets.signed)
+        except signing.SigningError as exc:
+            raise BootstrapError(str(exc)) from None
+        return root, targets
+
+    def _put_offline_role(self, s: Session, name: str, data: bytes,
+                          signed: Root | Targets) -> RoleVersion:
+        row = RoleVersion(
+            name=name, version=signed.version, reserved_version=signed.version,
+            expires=signed.expires, length=len(data), sha256=hashlib.sha256(data).hexdigest(),
+            signed_bytes=data,
+        )
+        s.add(row)
+        return row
+
+    def _bin_name(self, index: int) -> str:
+        return targetlib.bin_name(index, self.settings.bin_bits, self.settings.bin_name_prefix)
+
+    # -- status ------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """Role versions and expiries, pending changes, last publish, and problems."""
+        with self._sessions() as s:
+            rows = list(s.scalars(select(RoleVersion)))
+            pending, oldest = s.execute(
+                select(func.count(PendingChange.id), func.min(PendingChange.created_at))
+            ).one()
+            target_count = s.scalar(select(func.count()).select_from(Target))
+        if not rows:
+            return {"bootstrapped": False, "pending": pending, "problems": ["not bootstrapped"]}
+        now = utcnow()
+        top = {r.name: r for r in rows if r.bin_index is None}
+        bins = [r for r in rows if r.bin_index is not None]
+        roles = [
+            {"role": name, "version": top[name].version, "expires": top[name].expires.isoformat(),
+             "length": top[name].length}
+            for name in TOP_LEVEL if name in top
+        ]
+        earliest_bin = min(bins, key=lambda r: r.expires)
+        problems = []
+        for row in [*top.values(), earliest_bin]:
+            if row.expires <= now:
+                problems.append(f"{row.name} expired at {row.expires.isoformat()}")
+        for name in ("root", "targets"):
+            if name in top and now < top[name].expires <= now + datetime.timedelta(days=30):
+                problems.append(
+                    f"{name} expires at {top[name].expires.isoformat()}: run the signing ceremony"
+                )
+        unfinished = [r.name for r in rows if r.reserved_version > r.version]
+        if unfinished:
+            problems.append(f"{len(unfinished)} role(s) left unfinished by an interrupted publish")
+        return {
+            "bootstrapped": True,
+            "roles": roles,
+            "bins": {
+                "count": len(bins),
+                "max_version": max(r.version for r in bins),
+                "earliest_expiry": earliest_bin.expires.isoformat(),
+                "earliest_expiring": earliest_bin.name,
+            },
+            "targets": target_count,
+            "pending": pending,
+            "oldest_pending": oldest.isoformat() if oldest else None,
+            "last_publish": top["timestamp"].updated_at.isoformat(),
+            "problems": problems,
+        }
+
+
+def _chunks(items: list, size: int = _CHUNK) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _runs(changes: list[PendingChange]) -> Iterator[tuple[ChangeKind, list[PendingChange]]]:
+    """Consecutive changes of the same kind, so each run is one batch of statements."""
+    run: list[PendingChange] = []
+    for change in changes:
+        if run and run[-1].kind != change.kind:
+            yield ChangeKind(run[0].kind), run
+            run = []
+        run.append(change)
+    if run:
+        yield ChangeKind(run[0].kind), run
