@@ -1,0 +1,169 @@
+"""The development host's Pyramid app: Warehouse's conventions, warehouse-tuf enabled.
+
+``configure(settings)`` returns the committed Configurator; ``make_wsgi_app``
+the WSGI app; ``initialize(config)`` creates the tables and bootstraps the
+repository with the development keys in ``dev/keys`` when it is not yet.
+
+Settings (given to ``configure`` or from the environment; given ones win):
+
+==================  =======================  ==================================================
+setting             environment              default
+==================  =======================  ==================================================
+``dev.mode``        ``TUF_DEV_MODE``         ``embedded`` (SQLite, tasks in process) or
+                                             ``distributed`` (PostgreSQL, Redis, workers, beat)
+``dev.data``        ``TUF_DEV_DATA``         ``.dev-data``: database (embedded), files, metadata
+``dev.username``    ``TUF_DEV_USERNAME``     ``tuf-dev``: the one account for uploads/deletes
+``dev.password``    ``TUF_DEV_PASSWORD``     ``tuf-dev``
+``database.url``    ``TUF_DEV_DATABASE_URL`` embedded: ``sqlite:///<data>/index.sqlite``;
+                                             distributed: ``postgresql+psycopg://postgres@
+                                             127.0.0.1:5432/warehouse_tuf_dev``
+``celery.broker_url`` ``TUF_DEV_BROKER_URL`` distributed: ``redis://127.0.0.1:6379/10``
+``files.path``      ``TUF_DEV_FILES_PATH``   ``<data>/packages``: distribution files
+==================  =======================  ==================================================
+
+and every ``tuf.*`` setting of the extension (``TUF_*``), whose defaults here
+are: metadata in ``<data>/tuf-metadata``, hash-prefixed pages in
+``<data>/tuf-simple``, the models of :mod:`dev.models`, the renderer
+:func:`dev.simple.render_simple_pages`, the keys in ``dev/keys`` (INSECURE),
+and this app's own session class.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import transaction
+import zope.sqlalchemy
+from pyramid.config import Configurator
+from pyramid.scripting import prepare
+from sqlalchemy import create_engine, event
+from sqlalchemy.orm import sessionmaker
+
+from warehouse_tuf.interfaces import ITUFService
+from warehouse_tuf.migrations import upgrade
+from warehouse_tuf.settings import describe
+from warehouse_tuf.storage import LocalStorage
+
+DEV_KEYS_PATH = Path(__file__).parent / "keys"
+MODES = ("embedded", "distributed")
+
+_HOST_SETTINGS = (
+    # (setting, environment variable, default or None when it depends on others)
+    ("dev.mode", "TUF_DEV_MODE", "embedded"),
+    ("dev.data", "TUF_DEV_DATA", ".dev-data"),
+    ("dev.username", "TUF_DEV_USERNAME", "tuf-dev"),
+    ("dev.password", "TUF_DEV_PASSWORD", "tuf-dev"),
+    ("database.url", "TUF_DEV_DATABASE_URL", None),
+    ("celery.broker_url", "TUF_DEV_BROKER_URL", "redis://127.0.0.1:6379/10"),
+    ("files.path", "TUF_DEV_FILES_PATH", None),
+)
+_TUF_ENVVARS = {key: envvar for key, envvar, _, _ in describe()}
+
+
+def _resolve_settings(given: dict[str, Any], environ: Any) -> dict[str, Any]:
+    settings = dict(given)
+    for key, envvar, default in _HOST_SETTINGS:
+        if key not in settings and envvar in environ:
+            settings[key] = environ[envvar]
+        elif key not in settings and default is not None:
+            settings[key] = default
+    if settings["dev.mode"] not in MODES:
+        raise ValueError(f"dev.mode (TUF_DEV_MODE) = {settings['dev.mode']!r}: use one of {MODES}")
+    data = Path(settings["dev.data"]).resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    settings["dev.data"] = str(data)
+    settings.setdefault("files.path", str(data / "packages"))
+    settings.setdefault(
+        "database.url",
+        f"sqlite:///{data / 'index.sqlite'}" if settings["dev.mode"] == "embedded"
+        else "postgresql+psycopg://postgres@127.0.0.1:5432/warehouse_tuf_dev",
+    )
+    tuf_defaults = {
+        "tuf.storage.path": str(data / "tuf-metadata"),
+        "tuf.simple.path": str(data / "tuf-simple"),
+        "tuf.dev_keys_path": str(DEV_KEYS_PATH),
+        "tuf.models.project": "dev.models.Project",
+        "tuf.models.release": "dev.models.Release",
+        "tuf.models.file": "dev.models.File",
+        "tuf.simple_renderer": "dev.simple.render_simple_pages",
+    }
+    for key, value in tuf_defaults.items():
+        # The environment must still be able to override these (the extension reads it).
+        if key not in settings and _TUF_ENVVARS[key] not in environ:
+            settings[key] = value
+    # Tasks use "tm.manager_hook" requests like Warehouse: one transaction manager per request.
+    settings.setdefault("tm.manager_hook", lambda request: transaction.TransactionManager())
+    return settings
+
+
+def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")  # ON DELETE CASCADE, as on PostgreSQL
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the publisher
+    cursor.close()
+
+
+def _include_db(config: Configurator) -> None:
+    """``request.db``: a session joined to ``request.tm``, as Warehouse's ``warehouse.db``."""
+    url = config.get_settings()["database.url"]
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 60})
+        event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    config.registry["sqlalchemy.engine"] = engine
+
+    def create_session(request: Any) -> Any:
+        session = config.registry["sqlalchemy.sessionmaker"](bind=engine)
+        zope.sqlalchemy.register(session, transaction_manager=request.tm)
+        request.add_finished_callback(lambda _: session.close())
+        return session
+
+    config.add_request_method(create_session, name="db", reify=True)
+
+
+def configure(settings: dict[str, Any] | None = None) -> Configurator:
+    """The host's committed Configurator; see the module docstring for ``settings``."""
+    settings = _resolve_settings(settings or {}, os.environ)
+    # The app's own session class: the extension's listeners attach to it and to
+    # nothing else, so several apps in one process (tests) never see each other.
+    session_class = sessionmaker()
+    settings.setdefault("tuf.session_class", session_class)
+    config = Configurator(settings=settings)
+    config.registry["sqlalchemy.sessionmaker"] = settings["tuf.session_class"]
+    config.include("pyramid_services")
+    config.include("pyramid_tm")
+    _include_db(config)
+    config.include("dev.tasks")
+    config.registry["dev.files"] = LocalStorage(settings["files.path"])
+    config.include("dev.views")
+    config.include("warehouse_tuf")  # the one line that enables the extension
+    config.commit()
+    return config
+
+
+def make_wsgi_app(settings: dict[str, Any] | None = None) -> Any:
+    return configure(settings).make_wsgi_app()
+
+
+def initialize(config: Any) -> bool:
+    """Create the host's and the extension's tables; bootstrap with dev keys if needed.
+
+    Returns whether it bootstrapped now.
+    """
+    from dev.models import Base
+
+    engine = config.registry["sqlalchemy.engine"]
+    Base.metadata.create_all(engine)
+    upgrade(engine)
+    env = prepare(registry=config.registry)
+    try:
+        service = env["request"].find_service(ITUFService, context=None)
+        if service.status()["bootstrapped"]:
+            return False
+        service.bootstrap_development()
+        return True
+    finally:
+        env["closer"]()

@@ -1,0 +1,161 @@
+"""Celery for the development host, set up the way Warehouse sets it up.
+
+- ``registry["celery.app"]`` is the Celery app; its task base
+  (:class:`WarehouseTask`) passes a Pyramid request first and runs the task in
+  that request's transaction.
+- A task queued while a transaction is open is sent only after it commits.
+- ``config.task(fn)``, ``request.task(fn)`` and
+  ``config.add_periodic_task(schedule, fn)`` find or schedule tasks.
+
+Embedded mode has no broker: tasks run eagerly, on one background thread of
+the host process (:attr:`celery.Celery.embedded_executor`), so that a publish
+never runs inside the upload request; :class:`EmbeddedBeat` stands in for beat.
+Distributed mode sends to Redis, for ``python -m dev worker`` and ``beat``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime
+import functools
+import logging
+import threading
+from typing import Any
+
+import celery
+import transaction
+from celery.schedules import maybe_schedule
+from kombu import Queue
+from pyramid import scripting
+from pyramid.threadlocal import get_current_request
+
+log = logging.getLogger("dev.tasks")
+
+
+class WarehouseTask(celery.Task):
+    """Runs with a Pyramid request first, inside ``request.tm``; sends after commit."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "WarehouseTask":
+        task = super().__new__(cls, *args, **kwargs)
+        header = getattr(task, "__header__", None)
+        if header is not None:
+            # Celery checks call arguments against the function's signature; the
+            # request is not a caller's argument, it is passed when the task runs.
+            task.__header__ = functools.partial(header, None)
+        return task
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        env = scripting.prepare(registry=self.app.pyramid_config.registry)
+        request = env["request"]
+        request.tm = transaction.TransactionManager(explicit=True)
+        try:
+            with request.tm:
+                return super().__call__(request, *args, **kwargs)
+        finally:
+            env["closer"]()
+
+    def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
+        request = get_current_request()
+        if request is None or not hasattr(request, "tm"):
+            return self._send(args, kwargs, options)
+        try:
+            current = request.tm.get()
+        except transaction.interfaces.NoTransaction:
+            return self._send(args, kwargs, options)
+        current.addAfterCommitHook(self._after_commit_hook, args=(args, kwargs, options))
+        return None
+
+    def _after_commit_hook(self, success: bool, args: Any, kwargs: Any, options: dict) -> None:
+        if success:
+            self._send(args, kwargs, options)
+
+    def _send(self, args: Any, kwargs: Any, options: dict) -> Any:
+        executor = getattr(self.app, "embedded_executor", None)
+        if executor is not None:
+            return executor.submit(super().apply_async, args, kwargs, **options)
+        return super().apply_async(args, kwargs, **options)
+
+
+def wait_for_embedded_tasks(app: celery.Celery, timeout: float = 120) -> None:
+    """Return once every task queued so far in embedded mode has run."""
+    # One worker thread runs tasks in order: a no-op queued now finishes after them.
+    app.embedded_executor.submit(lambda: None).result(timeout=timeout)
+
+
+class EmbeddedBeat(threading.Thread):
+    """Embedded mode's beat: runs each periodic task when its schedule is due."""
+
+    def __init__(self, app: celery.Celery, tick: float = 5.0) -> None:
+        super().__init__(name="dev-embedded-beat", daemon=True)
+        self.app = app
+        self.tick = tick
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        entries = {name: (maybe_schedule(entry["schedule"]), entry["task"])
+                   for name, entry in self.app.conf.beat_schedule.items()}
+        started = datetime.datetime.now(datetime.timezone.utc)
+        last_run = dict.fromkeys(entries, started)
+        while not self.stopped.wait(self.tick):
+            for name, (schedule, task) in entries.items():
+                if schedule.is_due(last_run[name]).is_due:
+                    last_run[name] = datetime.datetime.now(datetime.timezone.utc)
+                    self.app.tasks[task].delay()
+
+
+def _get_task(celery_app: celery.Celery, task_func: Any) -> celery.Task:
+    return celery_app.tasks[celery_app.gen_task_name(task_func.__name__, task_func.__module__)]
+
+
+def _get_task_from_request(request: Any) -> Any:
+    celery_app = request.registry["celery.app"]
+    return lambda task_func: _get_task(celery_app, task_func)
+
+
+def _get_task_from_config(config: Any, task_func: Any) -> celery.Task:
+    return _get_task(config.registry["celery.app"], task_func)
+
+
+def _add_periodic_task(config: Any, schedule: Any, func: Any, args: Any = (), kwargs: Any = (),
+                       name: str | None = None, **opts: Any) -> None:
+    def add_task() -> None:
+        config.registry["celery.app"].add_periodic_task(
+            schedule, config.task(func).s(), args=args, kwargs=kwargs, name=name, **opts
+        )
+
+    config.action(None, add_task, order=100)
+
+
+def includeme(config: Any) -> None:
+    settings = config.get_settings()
+    app = celery.Celery("dev", autofinalize=False, set_as_current=False)
+    app.conf.update(
+        accept_content=["json"],
+        task_serializer="json",
+        task_ignore_result=True,
+        task_queues=(Queue("default", routing_key="task.#"),),
+        task_default_queue="default",
+        task_default_routing_key="task.default",
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+        # A broker outage must not hold an upload request for long: the change
+        # is committed and the periodic publish catches up once it is back.
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0,
+                                   "interval_step": 0.5, "interval_max": 1},
+        broker_transport_options={"socket_connect_timeout": 2, "socket_timeout": 5},
+    )
+    if settings["dev.mode"] == "embedded":
+        app.conf.task_always_eager = True
+        app.embedded_executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="dev-embedded-task"
+        )
+    else:
+        app.conf.broker_url = settings["celery.broker_url"]
+    app.Task = WarehouseTask
+    app.pyramid_config = config
+    config.action(("celery", "finalize"), app.finalize)
+    config.registry["celery.app"] = app
+
+    config.add_directive("task", _get_task_from_config, action_wrap=False)
+    config.add_request_method(_get_task_from_request, name="task", reify=True)
+    config.add_directive("add_periodic_task", _add_periodic_task, action_wrap=False)

@@ -1,0 +1,266 @@
+"""The development host's web endpoints, on Warehouse's URLs.
+
+Write endpoints (``/legacy/`` uploads, ``DELETE /manage/...``) take HTTP basic
+auth with the host's one account; everything else is read-only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+from typing import Any
+
+from pyramid.httpexceptions import (
+    HTTPBadRequest,
+    HTTPException,
+    HTTPForbidden,
+    HTTPMovedPermanently,
+    HTTPNotFound,
+    HTTPOk,
+)
+from pyramid.response import Response
+from pyramid.view import view_config
+from sqlalchemy import select
+
+from dev.models import File, Project, Release, file_path, normalize_name
+from dev.simple import CONTENT_TYPES, HTML_TYPE, JSON_V1_TYPE, render_simple_index, render_simple_pages
+from warehouse_tuf.interfaces import IMetadataStorage
+
+#: Largest accepted upload (PyPI's default limit).
+MAX_UPLOAD_BYTES = 100 * 2**20
+_PROJECT_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,198}[A-Za-z0-9])?$")
+_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+!_-]{0,63}$")
+_FILETYPES = {"sdist": (".tar.gz", ".zip"), "bdist_wheel": (".whl",)}
+_WRITE_METHODS = ("POST", "DELETE")
+
+
+def _error(exc_class: type[HTTPException], message: str) -> HTTPException:
+    """An HTTP error whose status line carries the message, as Warehouse's uploads answer."""
+    message = re.sub(r"[^\x20-\x7e]", "?", message)[:200]
+    exc = exc_class(body=message + "\n", content_type="text/plain", charset="utf-8")
+    exc.status = f"{exc_class.code} {message}"
+    return exc
+
+
+def _authenticated(request: Any) -> bool:
+    header = request.headers.get("Authorization", "")
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        username, _, password = base64.b64decode(encoded, validate=True).decode("utf-8").partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    settings = request.registry.settings
+    return (hmac.compare_digest(username.encode(), settings["dev.username"].encode())
+            & hmac.compare_digest(password.encode(), settings["dev.password"].encode()))
+
+
+def _require_auth(request: Any) -> None:
+    if not _authenticated(request):
+        raise _error(HTTPForbidden, "Invalid or non-existent authentication information.")
+
+
+# -- uploads and deletions ---------------------------------------------------------
+
+
+@view_config(route_name="legacy.upload", request_method="POST")
+def file_upload(request: Any) -> Response:
+    """The legacy upload API, as ``twine upload`` speaks it."""
+    _require_auth(request)
+    form = request.POST
+    if form.get(":action") != "file_upload":
+        raise _error(HTTPBadRequest, "Unsupported ':action', only 'file_upload' is accepted.")
+    name, version = form.get("name", "").strip(), form.get("version", "").strip()
+    filetype = form.get("filetype", "")
+    if not _PROJECT_NAME.match(name):
+        raise _error(HTTPBadRequest, f"Invalid project name {name[:80]!r}.")
+    if not _VERSION.match(version):
+        raise _error(HTTPBadRequest, f"Invalid version {version[:80]!r}.")
+    if filetype not in _FILETYPES:
+        raise _error(HTTPBadRequest, f"Unsupported filetype {filetype[:40]!r}; use sdist or bdist_wheel.")
+    upload = form.get("content")
+    if not hasattr(upload, "file"):
+        raise _error(HTTPBadRequest, "Upload without a file ('content').")
+    filename = upload.filename or ""
+    normalized = normalize_name(name)
+    if ("/" in filename or "\\" in filename or not filename.endswith(_FILETYPES[filetype])
+            or not normalize_name(filename).startswith(normalized + "-")):
+        raise _error(HTTPBadRequest, f"Invalid filename {filename[:80]!r} for {filetype} of {name!r}.")
+    data = upload.file.read(MAX_UPLOAD_BYTES + 1)
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise _error(HTTPBadRequest, f"File too large; the limit is {MAX_UPLOAD_BYTES} bytes.")
+    digests = {
+        "md5_digest": hashlib.md5(data).hexdigest(),
+        "sha256_digest": hashlib.sha256(data).hexdigest(),
+        "blake2_256_digest": hashlib.blake2b(data, digest_size=32).hexdigest(),
+    }
+    for field, digest in digests.items():
+        given = form.get(field, "").strip().lower()
+        if given and given != digest:
+            raise _error(HTTPBadRequest, f"The {field} given does not match the uploaded file.")
+
+    existing = request.db.scalars(select(File).where(File.filename == filename)).first()
+    if existing is not None:
+        if existing.sha256_digest == digests["sha256_digest"]:
+            return HTTPOk(body="File already exists, identical.\n")  # twine --skip-existing
+        raise _error(HTTPBadRequest, f"File already exists ({filename!r}) with other contents.")
+
+    project = request.db.scalars(select(Project).where(Project.normalized_name == normalized)).first()
+    release = None
+    if project is None:
+        project = Project(name=name, normalized_name=normalized)
+        request.db.add(project)
+    else:
+        release = request.db.scalars(
+            select(Release).where(Release.project == project, Release.version == version)
+        ).first()
+    if release is None:
+        release = Release(project=project, version=version,
+                          requires_python=form.get("requires_python", "").strip() or None)
+        request.db.add(release)
+    file = File(
+        release=release, filename=filename, path=file_path(digests["blake2_256_digest"], filename),
+        size=len(data), packagetype=filetype, python_version=form.get("pyversion", "source"),
+        **digests,
+    )
+    request.db.add(file)
+    request.db.flush()  # the row, and the extension's pending change, exist before the bytes
+    # Stored inside the transaction, as Warehouse does: a storage failure rolls the upload back.
+    request.registry["dev.files"].put(file.path, data)
+    return HTTPOk(body="OK\n")
+
+
+def _one_or_404(request: Any, statement: Any, message: str) -> Any:
+    found = request.db.scalars(statement).first()
+    if found is None:
+        raise _error(HTTPNotFound, message)
+    return found
+
+
+def _project(request: Any) -> Project:
+    name = request.matchdict["name"]
+    statement = select(Project).where(Project.normalized_name == normalize_name(name))
+    return _one_or_404(request, statement, f"No project {name[:80]!r}.")
+
+
+def _release(request: Any) -> Release:
+    project = _project(request)
+    version = request.matchdict["version"]
+    statement = select(Release).where(Release.project == project, Release.version == version)
+    return _one_or_404(request, statement, f"No release {version[:80]!r} of {project.name!r}.")
+
+
+@view_config(route_name="manage.project", request_method="DELETE")
+def delete_project(request: Any) -> Response:
+    _require_auth(request)
+    project = _project(request)
+    request.db.delete(project)  # releases and files go by database cascade
+    return HTTPOk(body=f"deleted project {project.name}\n")
+
+
+@view_config(route_name="manage.release", request_method="DELETE")
+def delete_release(request: Any) -> Response:
+    _require_auth(request)
+    release = _release(request)
+    request.db.delete(release)
+    return HTTPOk(body=f"deleted release {release.version}\n")
+
+
+@view_config(route_name="manage.file", request_method="DELETE")
+def delete_file(request: Any) -> Response:
+    _require_auth(request)
+    release = _release(request)
+    filename = request.matchdict["filename"]
+    statement = select(File).where(File.release == release, File.filename == filename)
+    file = _one_or_404(request, statement, f"No file {filename[:80]!r} in release {release.version!r}.")
+    request.db.delete(file)
+    return HTTPOk(body=f"deleted file {file.filename}\n")
+
+
+@view_config(route_name="legacy.upload")
+@view_config(route_name="manage.project")
+@view_config(route_name="manage.release")
+@view_config(route_name="manage.file")
+def wrong_method(request: Any) -> Response:
+    """Write endpoints answer 403 to the unauthenticated and 405 to other methods."""
+    _require_auth(request)
+    return Response(status=405, headers={"Allow": ", ".join(_WRITE_METHODS)})
+
+
+# -- read-only: simple pages, distributions, TUF metadata ------------------------------
+
+
+def _negotiated(request: Any, pages: Any) -> Response:
+    offers = request.accept.acceptable_offers(CONTENT_TYPES)
+    if not offers:
+        raise _error(HTTPNotFound, "No acceptable content type; use text/html or PEP 691 JSON.")
+    content_type = offers[0][0]
+    body = pages.json if content_type == JSON_V1_TYPE else pages.html
+    response = Response(body=body, content_type=content_type, charset=None)
+    response.vary = ("Accept",)
+    return response
+
+
+@view_config(route_name="simple.index", request_method=("GET", "HEAD"))
+def simple_index(request: Any) -> Response:
+    return _negotiated(request, render_simple_index(request))
+
+
+@view_config(route_name="simple.detail", request_method=("GET", "HEAD"))
+def simple_detail(request: Any) -> Response:
+    """The project's page, rendered now: the same bytes the publisher signs."""
+    name = request.matchdict["name"]
+    normalized = normalize_name(name)
+    if name != normalized:
+        raise HTTPMovedPermanently(location=request.route_path("simple.detail", name=normalized))
+    pages = render_simple_pages(request, normalized)
+    if pages is None:
+        raise _error(HTTPNotFound, f"No project {name[:80]!r}.")
+    return _negotiated(request, pages)
+
+
+def _stored(request: Any, storage: Any, name: str, content_type: str) -> Response:
+    try:
+        data = storage.get(name)
+    except OSError:  # absent, or a name the storage refuses
+        raise HTTPNotFound() from None
+    return Response(body=data, content_type=content_type, charset=None)
+
+
+@view_config(route_name="simple.stored", request_method=("GET", "HEAD"))
+def simple_stored(request: Any) -> Response:
+    """A hash-prefixed page copy (``<name>/<hash>.<name>.html``), as TUF clients fetch it."""
+    name, filename = request.matchdict["name"], request.matchdict["filename"]
+    content_type = JSON_V1_TYPE if filename.endswith(".json") else HTML_TYPE
+    storage = request.find_service(IMetadataStorage, name="tuf.simple")
+    return _stored(request, storage, f"{name}/{filename}", content_type)
+
+
+@view_config(route_name="packages", request_method=("GET", "HEAD"))
+def packages(request: Any) -> Response:
+    path = "/".join(request.matchdict["path"])
+    return _stored(request, request.registry["dev.files"], path, "application/octet-stream")
+
+
+@view_config(route_name="tuf.metadata", request_method=("GET", "HEAD"))
+def tuf_metadata(request: Any) -> Response:
+    name = "/".join(request.matchdict["path"])
+    storage = request.find_service(IMetadataStorage, name="tuf.metadata")
+    return _stored(request, storage, name, "application/json")
+
+
+def includeme(config: Any) -> None:
+    config.add_route("legacy.upload", "/legacy/")
+    config.add_route("manage.project", "/manage/project/{name}/")
+    config.add_route("manage.release", "/manage/project/{name}/release/{version}/")
+    config.add_route("manage.file", "/manage/project/{name}/release/{version}/file/{filename}")
+    config.add_route("simple.index", "/simple/")
+    config.add_route("simple.detail", "/simple/{name}/")
+    config.add_route("simple.stored", "/simple/{name}/{filename}")
+    config.add_route("packages", "/packages/*path")
+    config.add_route("tuf.metadata", "/tuf/metadata/*path")
+    config.scan("dev.views")
