@@ -91,3 +91,35 @@ def repo(manager):
     """A manager whose repository is bootstrapped with development keys."""
     manager.bootstrap_development()
     return manager
+
+
+def make_configurator(engine, tmp_path: Path, **overrides):
+    """A minimal host for the ``tuf`` CLI: pyramid_services, ``request.db``, a Celery app.
+
+    The host's session listeners are off (``tuf.enabled = false``): CLI tests
+    record changes through the manager.
+    """
+    from celery import Celery
+    from pyramid.config import Configurator
+
+    settings = {
+        "tuf.enabled": "false", "tuf.bin_count": 16, "tuf.simple_renderer": "",
+        "tuf.dev_keys_path": str(tmp_path / "keys"),
+        "tuf.storage.path": str(tmp_path / "metadata"), "tuf.simple.path": str(tmp_path / "simple"),
+        "tuf.models.project": "dev.models.Project", "tuf.models.release": "dev.models.Release",
+        "tuf.models.file": "dev.models.File",
+    }
+    settings.update(overrides)
+    config = Configurator(settings=settings)
+    config.include("pyramid_services")
+    config.registry["celery.app"] = Celery(set_as_current=False)
+
+    def db(request):
+        session = Session(engine)
+        request.add_finished_callback(lambda request: session.close())
+        return session
+
+    config.add_request_method(db, "db", reify=True)
+    config.include("warehouse_tuf")
+    config.commit()
+    return config

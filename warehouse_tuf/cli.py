@@ -15,9 +15,14 @@ from typing import Any
 
 import click
 
+from tuf.api.metadata import Metadata
+
+from warehouse_tuf import ceremony as ceremonylib
 from warehouse_tuf.interfaces import ITUFService
+from warehouse_tuf.models import utcnow
 from warehouse_tuf.services import RepositoryError
-from warehouse_tuf.settings import ConfigurationError
+from warehouse_tuf.settings import ConfigurationError, parse_duration
+from warehouse_tuf.signing import SigningError
 
 
 @contextlib.contextmanager
@@ -125,3 +130,250 @@ def bootstrap_dev(config: Any) -> None:
     except (RepositoryError, ConfigurationError) as exc:
         _fail(exc)
     click.echo(f"bootstrapped {len(result.bins)} bins with INSECURE development keys")
+
+
+# -- the offline key ceremony (no database, no service) ---------------------------
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _public_keys(ctx: click.Context, param: click.Parameter, value: Any) -> list:
+    try:
+        return [ceremonylib.load_public_key(path) for path in value or ()]
+    except ceremonylib.CeremonyError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _load_spec(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """``--spec FILE``: a JSON object of option values (option names with '_'), overridden by options."""
+    if value is None:
+        return
+    try:
+        spec = json.loads(open(value, "rb").read())
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(f"cannot read {value}: {exc}") from None
+    if not isinstance(spec, dict):
+        raise click.BadParameter(f"{value} must hold a JSON object of option values")
+    ctx.default_map = {**(ctx.default_map or {}), **spec}
+
+
+def _show_payload(payload: Any) -> list[str]:
+    """Print who signed what and the digests to read aloud; return the problems."""
+    digest = payload.digest()
+    click.echo(f"payload digest (read aloud): {' '.join(digest[i:i + 4] for i in range(0, 64, 4))}")
+    for report in payload.report():
+        click.echo(f"{report.role} v{report.version}  expires {report.expires.isoformat()}  "
+                   f"sha256 {report.digest}")
+        for t in report.thresholds:
+            click.echo(f"  {t.label} asks {t.threshold} of {len(t.signed) + len(t.missing)} "
+                       f"{report.role} keys: signed {len(t.signed)}"
+                       + (f" ({', '.join(k[:12] for k in t.signed)})" if t.signed else "")
+                       + (f"; not yet: {', '.join(k[:12] for k in t.missing)}" if t.missing else ""))
+        for sig in report.signatures:
+            if sig.state != "valid":
+                click.echo(f"  signature by {sig.keyid[:12]}: {sig.state}")
+    root = payload.root_in_force
+    targets = payload.targets.signed if payload.targets else None
+    if root is not None:
+        online = root.roles["snapshot"]
+        click.echo(f"online key(s): {', '.join(k[:12] for k in online.keyids)} (threshold {online.threshold})")
+    if targets is not None and targets.delegations and targets.delegations.succinct_roles:
+        succinct = targets.delegations.succinct_roles
+        click.echo(f"bins: {2**succinct.bit_length} ({succinct.name_prefix}-*)")
+    problems = payload.problems()
+    for problem in problems:
+        click.echo(f"missing: {problem}")
+    click.echo("ready to install" if not problems else "not ready")
+    return problems
+
+
+@tuf.group()
+def ceremony() -> None:
+    """Offline signing of root and targets, one key holder after another."""
+
+
+@ceremony.command()
+@click.option("--spec", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
+              callback=_load_spec, help="JSON file of option values (e.g. {\"root_key\": [...]}).")
+@click.option("--root-key", multiple=True, required=True, callback=_public_keys,
+              help="Public key file (PEM or TUF key JSON) of a root key holder; repeat.")
+@click.option("--root-threshold", type=int, required=True)
+@click.option("--targets-key", multiple=True, required=True, callback=_public_keys,
+              help="Public key file of a targets key holder; repeat.")
+@click.option("--targets-threshold", type=int, required=True)
+@click.option("--online-key", multiple=True, required=True, callback=_public_keys,
+              help="Public key file of the online key (bins, snapshot, timestamp); repeat.")
+@click.option("--online-threshold", type=int, default=1, show_default=True)
+@click.option("--bin-count", type=int, required=True, help="Number of hash bins, a power of two.")
+@click.option("--bin-prefix", default="bins", show_default=True)
+@click.option("--root-expiry", default="365d", show_default=True, callback=_duration)
+@click.option("--targets-expiry", default="365d", show_default=True, callback=_duration)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True)
+def init(root_key, root_threshold, targets_key, targets_threshold, online_key, online_threshold,
+         bin_count, bin_prefix, root_expiry, targets_expiry, output) -> None:
+    """Write the unsigned root v1 and targets v1 payload."""
+    try:
+        now = utcnow()
+        root, targets = ceremonylib.build_roles(
+            root=ceremonylib.RoleSpec(root_key, root_threshold),
+            targets=ceremonylib.RoleSpec(targets_key, targets_threshold),
+            online=ceremonylib.RoleSpec(online_key, online_threshold),
+            bin_bits=ceremonylib.bin_bits(bin_count), bin_prefix=bin_prefix,
+            root_expires=now + root_expiry, targets_expires=now + targets_expiry,
+        )
+        payload = ceremonylib.Payload(root=root, targets=targets)
+        problems = payload.shape_problems()
+        if problems:
+            raise ceremonylib.CeremonyError(problems[0])
+        _write_new(output, payload.to_bytes())
+    except ceremonylib.CeremonyError as exc:
+        _fail(exc)
+    click.echo(f"wrote {output}: root v1 and targets v1, unsigned; digest {payload.digest()}")
+
+
+@ceremony.command()
+@click.option("--root", "root_file", type=click.Path(dir_okay=False, exists=True), required=True,
+              help="The current N.root.json, as published.")
+@click.option("--targets", "targets_file", type=click.Path(dir_okay=False, exists=True), required=True,
+              help="The current N.targets.json, as published.")
+@click.option("--add-root-key", multiple=True, callback=_public_keys)
+@click.option("--remove-root-key", multiple=True, metavar="KEYID")
+@click.option("--root-threshold", type=int)
+@click.option("--add-targets-key", multiple=True, callback=_public_keys)
+@click.option("--remove-targets-key", multiple=True, metavar="KEYID")
+@click.option("--targets-threshold", type=int)
+@click.option("--online-key", multiple=True, callback=_public_keys,
+              help="Replace the online key(s) with these public keys; repeat.")
+@click.option("--online-threshold", type=int)
+@click.option("--root-expiry", callback=_duration, help="New root expiry from now, e.g. 365d.")
+@click.option("--targets-expiry", callback=_duration, help="Renew targets: expiry from now, e.g. 365d.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True)
+def prepare(root_file, targets_file, add_root_key, remove_root_key, root_threshold, add_targets_key,
+            remove_targets_key, targets_threshold, online_key, online_threshold, root_expiry,
+            targets_expiry, output) -> None:
+    """Write the unsigned next root and/or targets: key rotation, thresholds, renewal."""
+    try:
+        current = {}
+        for name, path in (("root", root_file), ("targets", targets_file)):
+            try:
+                current[name] = Metadata.from_file(path)
+            except Exception as exc:
+                raise ceremonylib.CeremonyError(f"{path}: not valid TUF metadata ({exc})") from None
+            if current[name].signed.type != name:
+                raise ceremonylib.CeremonyError(f"{path}: expected {name}, found {current[name].signed.type}")
+        root, targets = ceremonylib.next_roles(
+            current["root"], current["targets"],
+            add_root_keys=add_root_key, remove_root_keys=remove_root_key, root_threshold=root_threshold,
+            add_targets_keys=add_targets_key, remove_targets_keys=remove_targets_key,
+            targets_threshold=targets_threshold, online_keys=online_key,
+            online_threshold=online_threshold, root_expiry=root_expiry, targets_expiry=targets_expiry,
+        )
+        payload = ceremonylib.Payload(trusted_root=current["root"], root=root, targets=targets)
+        _write_new(output, payload.to_bytes())
+    except (ceremonylib.CeremonyError, SigningError) as exc:
+        _fail(exc)
+    made = " and ".join(f"{n} v{md.signed.version}" for n, md in payload.roles())
+    click.echo(f"wrote {output}: {made}, unsigned; digest {payload.digest()}")
+
+
+def _write_new(path: str, data: bytes) -> None:
+    """Write a new file; refuse to overwrite (a signed payload is never clobbered by accident)."""
+    try:
+        with open(path, "xb") as handle:
+            handle.write(data)
+    except FileExistsError:
+        raise ceremonylib.CeremonyError(f"{path} exists; choose another --output") from None
+
+
+@ceremony.command()
+@click.argument("payload_file", type=click.Path(dir_okay=False))
+@click.option("--key", "uri", required=True,
+              help="Private key URI: file2:PATH, hsm:, awskms:, gcpkms:, azurekms:, hv:.")
+@click.option("--keyid", help="The key id this key should be (skips trying each listed key).")
+@click.option("--expect-digest", help="Refuse unless the payload digest starts with this (read aloud).")
+def sign(payload_file, uri, keyid, expect_digest) -> None:
+    """Add one signature, with one key, to the payload (in place)."""
+    try:
+        payload = ceremonylib.Payload.from_file(payload_file)
+        digest = payload.digest()
+        if expect_digest and not digest.startswith(expect_digest.replace(" ", "").lower()):
+            raise ceremonylib.CeremonyError(
+                f"the payload digest is {digest}, not the one read aloud: do not sign"
+            )
+        signed = payload.sign(uri, keyid)
+        payload.write(payload_file)
+    except ceremonylib.CeremonyError as exc:
+        _fail(exc)
+    for role, signed_keyid in signed:
+        click.echo(f"signed {role} with key {signed_keyid}")
+    _show_payload(payload)
+
+
+@ceremony.command("verify")
+@click.argument("payload_file", type=click.Path(dir_okay=False))
+def verify_payload(payload_file) -> None:
+    """Who signed, what is missing, and the digests to read aloud; exit 1 unless ready."""
+    try:
+        payload = ceremonylib.Payload.from_file(payload_file)
+    except ceremonylib.CeremonyError as exc:
+        _fail(exc)
+    if _show_payload(payload):
+        sys.exit(1)
+
+
+# -- putting a signed payload online -------------------------------------------------
+
+
+def _signed_payload(payload_file: str) -> Any:
+    payload = ceremonylib.Payload.from_file(payload_file)
+    problems = payload.problems()
+    if problems:
+        raise ceremonylib.CeremonyError(problems[0])
+    return payload
+
+
+@tuf.command()
+@click.argument("payload_file", type=click.Path(dir_okay=False))
+@click.pass_obj
+def bootstrap(config: Any, payload_file: str) -> None:
+    """Install a signed ceremony payload (root v1, targets v1) and publish every bin."""
+    try:
+        payload = _signed_payload(payload_file)
+        if payload.trusted_root is not None:
+            raise ceremonylib.CeremonyError("this payload updates an installed root: use 'tuf install'")
+        with service(config) as tuf_service:
+            result = tuf_service.bootstrap(payload.role_bytes("root"), payload.role_bytes("targets"))
+    except (ceremonylib.CeremonyError, RepositoryError, ConfigurationError, SigningError) as exc:
+        _fail(exc)
+    click.echo(f"bootstrapped: root v1, targets v1, {len(result.bins)} bins, "
+               f"snapshot {result.snapshot_version}, timestamp {result.timestamp_version}")
+
+
+@tuf.command()
+@click.argument("payload_file", type=click.Path(dir_okay=False))
+@click.option("--online-signer", multiple=True, metavar="KEYID=URI",
+              help="Online signers to use (default: tuf.online_signers); a key rotation needs "
+                   "the old and the new key.")
+@click.pass_obj
+def install(config: Any, payload_file: str, online_signer: tuple[str, ...]) -> None:
+    """Install a signed next root and/or targets (rotation, renewal)."""
+    try:
+        payload = _signed_payload(payload_file)
+        if payload.trusted_root is None:
+            raise ceremonylib.CeremonyError("this payload is a bootstrap payload: use 'tuf bootstrap'")
+        with service(config) as tuf_service:
+            result = tuf_service.install(
+                payload.role_bytes("root"), payload.role_bytes("targets"), online_signer or None
+            )
+    except (ceremonylib.CeremonyError, RepositoryError, ConfigurationError, SigningError) as exc:
+        _fail(exc)
+    click.echo(f"installed: root v{result.root_version}, targets v{result.targets_version}"
+               + (", online key rotated" if result.online_key_rotated else "")
+               + f"; timestamp {result.timestamp_version}")

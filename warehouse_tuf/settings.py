@@ -124,6 +124,8 @@ SETTINGS: tuple[_Setting, ...] = (
     _Setting("tuf.expiry.timestamp", "1d", parse_duration, "timestamp expiry"),
     _Setting("tuf.refresh_window", "6h", parse_duration,
              "refresh re-signs every online role expiring within this window"),
+    _Setting("tuf.publish_interval", "1m", parse_duration,
+             "the periodic publish (safety net for lost task messages) runs this often"),
     _Setting("tuf.bin_expiry_spread", 0.5, _fraction,
              "at bootstrap, bin expiries are spread over this fraction of the bin expiry"),
     _Setting("tuf.retention", "7d", parse_duration,
@@ -176,6 +178,7 @@ class TUFSettings:
     hash_algorithms: tuple[str, ...]
     expiry: dict[str, timedelta]
     refresh_window: timedelta
+    publish_interval: timedelta
     bin_expiry_spread: float
     retention: timedelta
     online_signers: tuple[str, ...]
@@ -231,6 +234,7 @@ class TUFSettings:
             expiry={role: parsed[f"tuf.expiry.{role}"]
                     for role in ("root", "targets", "bins", "snapshot", "timestamp")},
             refresh_window=parsed["tuf.refresh_window"],
+            publish_interval=parsed["tuf.publish_interval"],
             bin_expiry_spread=parsed["tuf.bin_expiry_spread"],
             retention=parsed["tuf.retention"],
             online_signers=parsed["tuf.online_signers"],

@@ -1,0 +1,165 @@
+"""Helpers for tests that run the development host (dev/): in process, or as servers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from tuf.ngclient import Updater, UpdaterConfig
+
+from dev.app import configure, initialize
+from dev.models import File, Project, Release, file_path, normalize_name
+from warehouse_tuf.models import PendingChange
+
+ROOT = Path(__file__).resolve().parent.parent
+USERNAME = PASSWORD = "tuf-dev"
+
+
+def dev_config(data: Path, database_url: str, **settings: Any) -> Any:
+    """A configured, initialized (bootstrapped) development host, in this process."""
+    values = {"dev.data": str(data), "database.url": database_url, "tuf.bin_count": 16}
+    values.update(settings)
+    config = configure(values)
+    initialize(config)
+    return config
+
+
+def add_file(session: Session, project: str, version: str, filename: str, data: bytes) -> File:
+    """Add a File (with its Project and Release when new), as an upload does; not flushed."""
+    normalized = normalize_name(project)
+    found = session.scalars(select(Project).where(Project.normalized_name == normalized)).first()
+    found = found or Project(name=project, normalized_name=normalized)
+    release = next((r for r in found.releases if r.version == version), None)
+    release = release or Release(project=found, version=version)
+    blake2 = hashlib.blake2b(data, digest_size=32).hexdigest()
+    file = File(
+        release=release, filename=filename, path=file_path(blake2, filename), size=len(data),
+        packagetype="bdist_wheel", python_version="py3", md5_digest=hashlib.md5(data).hexdigest(),
+        sha256_digest=hashlib.sha256(data).hexdigest(), blake2_256_digest=blake2,
+    )
+    session.add(file)
+    return file
+
+
+def pending(config: Any) -> list[tuple[str, str | None, str | None]]:
+    """(kind, path, project) of every pending change, oldest first."""
+    with Session(config.registry["sqlalchemy.engine"]) as session:
+        rows = session.execute(
+            select(PendingChange.kind, PendingChange.path, PendingChange.project)
+            .order_by(PendingChange.id)
+        )
+        return [tuple(row) for row in rows]
+
+
+def pending_count(config: Any) -> int:
+    with Session(config.registry["sqlalchemy.engine"]) as session:
+        return session.scalar(select(func.count()).select_from(PendingChange))
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.25)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http_get(url: str, accept: str | None = None) -> tuple[int, bytes, str]:
+    """(status, body, content type) of a GET, errors included."""
+    request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read(), response.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), exc.headers.get("Content-Type", "")
+
+
+def http_delete(url: str, user: str = USERNAME, password: str = PASSWORD) -> int:
+    import base64
+
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    request = urllib.request.Request(url, method="DELETE", headers={"Authorization": f"Basic {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+class HTTPClient:
+    """A python-tuf ngclient user of a served index, trusting the first root it fetched."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.cache = Path(tempfile.mkdtemp(prefix="tuf-http-client-"))
+        self.downloads = Path(tempfile.mkdtemp(prefix="tuf-http-downloads-"))
+        status, root, _ = http_get(f"{base}/tuf/metadata/1.root.json")
+        assert status == 200, f"no 1.root.json at {base}/tuf/metadata/"
+        self._bootstrap: bytes | None = root
+
+    def updater(self, target_base_url: str, prefix: bool) -> Updater:
+        updater = Updater(
+            metadata_dir=str(self.cache), metadata_base_url=f"{self.base}/tuf/metadata/",
+            target_dir=str(self.downloads), target_base_url=target_base_url,
+            config=UpdaterConfig(prefix_targets_with_hash=prefix), bootstrap=self._bootstrap,
+        )
+        self._bootstrap = None
+        updater.refresh()
+        return updater
+
+    def download(self, path: str, *, page: bool = False) -> bytes | None:
+        """Verify and download ``path``: a page from /simple/ (hash-prefixed), else from /packages/."""
+        base = f"{self.base}/simple/" if page else f"{self.base}/packages/"
+        updater = self.updater(base, prefix=page)
+        info = updater.get_targetinfo(path)
+        if info is None:
+            return None
+        target = self.downloads / hashlib.sha256(path.encode()).hexdigest()
+        return Path(updater.download_target(info, filepath=str(target))).read_bytes()
+
+    def timestamp_version(self) -> int:
+        return json.loads((self.cache / "timestamp.json").read_bytes())["signed"]["version"]
+
+
+def dev_command(*args: str, env: dict[str, str], **kwargs: Any) -> subprocess.CompletedProcess:
+    """``python -m dev ...`` with the host's settings in ``env``."""
+    return subprocess.run([sys.executable, "-m", "dev", *args], cwd=ROOT, env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=120, **kwargs)
+
+
+def start_dev_process(*args: str, env: dict[str, str], log: Path) -> subprocess.Popen:
+    """A long-running ``python -m dev ...`` (serve, worker, beat), output to ``log``."""
+    handle = log.open("ab")
+    return subprocess.Popen([sys.executable, "-m", "dev", *args], cwd=ROOT,
+                            env={**os.environ, **env}, stdout=handle, stderr=subprocess.STDOUT)
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -1,0 +1,534 @@
+"""The offline key ceremony: payloads that key holders sign one after another.
+
+A ceremony payload is one JSON file (``FORMAT`` below) that travels from key
+holder to key holder; nothing in it is secret::
+
+    {
+      "warehouse_tuf_ceremony": 1,
+      "trusted_root": <root N as published, or null at bootstrap>,
+      "root": <root N+1 (v1 at bootstrap) being signed, or null>,
+      "targets": <targets being signed, or null>
+    }
+
+Each role is a complete TUF metadata object (``signed`` and ``signatures``).
+``tuf ceremony sign`` adds one signature with one key, ``tuf ceremony verify``
+reports who signed and what is missing, and ``tuf bootstrap`` / ``tuf install``
+put a complete payload online. Nothing here touches a database or a service.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from securesystemslib.formats import encode_canonical
+from securesystemslib.signer import Key, Signer, SSlibKey
+from tuf.api.metadata import Delegations, Metadata, Root, SuccinctRoles, Targets
+from tuf.api.serialization.json import JSONSerializer
+
+from warehouse_tuf import signing
+from warehouse_tuf.models import utcnow
+
+FORMAT = "warehouse_tuf_ceremony"
+FORMAT_VERSION = 1
+OFFLINE_ROLES = ("root", "targets")
+#: The most bins a payload may delegate to (2**20, as ``tuf.bin_count`` allows).
+MAX_BIN_BITS = 20
+_PROBE = b"warehouse-tuf ceremony key probe"
+
+
+class CeremonyError(ValueError):
+    """A ceremony input is wrong; the message is one line and names the problem."""
+
+
+# -- keys -------------------------------------------------------------------------
+
+
+def load_public_key(path: str | Path) -> Key:
+    """A public key from a PEM file (SubjectPublicKeyInfo) or a TUF key JSON object."""
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise CeremonyError(f"cannot read key file {path}: {exc.strerror or exc}") from None
+    if b"PRIVATE KEY" in data:
+        raise CeremonyError(
+            f"{path} holds a private key: give the public key only (private keys never leave "
+            "their holder; each holder signs with 'tuf ceremony sign')"
+        )
+    if data.lstrip().startswith(b"-----BEGIN"):
+        try:
+            return SSlibKey.from_crypto(load_pem_public_key(data))
+        except Exception as exc:  # cryptography and sslib raise several kinds
+            raise CeremonyError(f"{path}: not a usable public key ({type(exc).__name__}: {exc})") from None
+    try:
+        obj = json.loads(data)
+        return key_from_dict(obj)
+    except CeremonyError as exc:
+        raise CeremonyError(f"{path}: {exc}") from None
+    except ValueError as exc:
+        raise CeremonyError(f"{path}: neither a PEM public key nor a TUF key object ({exc})") from None
+
+
+def key_from_dict(obj: object) -> Key:
+    """A TUF key object (``keytype``, ``scheme``, ``keyval``); its id is TUF's default key id."""
+    if not isinstance(obj, dict):
+        raise CeremonyError("a key must be a JSON object with keytype, scheme and keyval")
+    body = {name: obj.get(name) for name in ("keytype", "scheme", "keyval")}
+    if not all(isinstance(body[n], str) for n in ("keytype", "scheme")) or not isinstance(body["keyval"], dict):
+        raise CeremonyError("a key must be a JSON object with keytype, scheme and keyval")
+    keyid = hashlib.sha256(encode_canonical(body).encode()).hexdigest()
+    try:
+        key = Key.from_dict(keyid, copy.deepcopy(body))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CeremonyError(
+            f"unsupported key type {body['keytype']!r} / scheme {body['scheme']!r} ({exc})"
+        ) from None
+    return key
+
+
+# -- building roles ----------------------------------------------------------------
+
+
+@dataclass
+class RoleSpec:
+    """The keys and threshold of one role."""
+
+    keys: list[Key]
+    threshold: int
+
+    def check(self, label: str) -> None:
+        ids = [k.keyid for k in self.keys]
+        if not ids:
+            raise CeremonyError(f"{label}: no keys given")
+        if len(set(ids)) != len(ids):
+            raise CeremonyError(f"{label}: the same key is given twice")
+        if not 1 <= self.threshold <= len(ids):
+            raise CeremonyError(
+                f"{label}: threshold {self.threshold} must be from 1 to the number of keys ({len(ids)})"
+            )
+
+
+def bin_bits(bin_count: int) -> int:
+    """TAP 15's ``bit_length`` for ``bin_count`` bins, which must be a power of two."""
+    if bin_count < 2 or bin_count & (bin_count - 1) or bin_count > 2**MAX_BIN_BITS:
+        raise CeremonyError(
+            f"bin count {bin_count} must be a power of two from 2 to {2**MAX_BIN_BITS} "
+            "(PEP 458 production: 16384)"
+        )
+    return bin_count.bit_length() - 1
+
+
+def build_roles(
+    *, root: RoleSpec, targets: RoleSpec, online: RoleSpec, bin_bits: int, bin_prefix: str,
+    root_expires: datetime.datetime, targets_expires: datetime.datetime, version: int = 1,
+) -> tuple[Metadata[Root], Metadata[Targets]]:
+    """Unsigned root and targets: the offline keys, and the online key(s) for snapshot,
+    timestamp and the hash bins (TAP 15 succinct delegation)."""
+    root_signed = build_root(root=root, targets=targets, online=online, expires=root_expires, version=version)
+    targets_signed = Targets(version=version, expires=targets_expires)
+    _delegate_bins(targets_signed, online, bin_bits, bin_prefix)
+    return Metadata(root_signed), Metadata(targets_signed)
+
+
+def build_root(*, root: RoleSpec, targets: RoleSpec, online: RoleSpec,
+               expires: datetime.datetime, version: int) -> Root:
+    """A root trusting these keys, the online ones for snapshot and timestamp."""
+    for label, spec in (("root", root), ("targets", targets), ("online", online)):
+        spec.check(f"{label} keys")
+    signed = Root(version=version, expires=expires, consistent_snapshot=True)
+    for role, spec in (("root", root), ("targets", targets), ("snapshot", online), ("timestamp", online)):
+        for key in spec.keys:
+            signed.add_key(key, role)
+        signed.roles[role].threshold = spec.threshold
+    return signed
+
+
+def _delegate_bins(targets: Targets, online: RoleSpec, bits: int, prefix: str) -> None:
+    succinct = SuccinctRoles(keyids=[], threshold=online.threshold, bit_length=bits, name_prefix=prefix)
+    targets.delegations = Delegations(keys={}, succinct_roles=succinct)
+    for key in online.keys:
+        targets.add_key(key)
+
+
+def next_roles(
+    current_root: Metadata[Root], current_targets: Metadata[Targets], *,
+    add_root_keys: Iterable[Key] = (), remove_root_keys: Iterable[str] = (),
+    root_threshold: int | None = None,
+    add_targets_keys: Iterable[Key] = (), remove_targets_keys: Iterable[str] = (),
+    targets_threshold: int | None = None,
+    online_keys: Iterable[Key] = (), online_threshold: int | None = None,
+    root_expiry: datetime.timedelta | None = None,
+    targets_expiry: datetime.timedelta | None = None,
+) -> tuple[Metadata[Root] | None, Metadata[Targets] | None]:
+    """Root N+1 and/or targets M+1 with the requested changes, unsigned.
+
+    A new root is made when any key, threshold or the root expiry changes; a
+    new targets when its keys or the online key change (it must be signed by
+    the new keys and delegate to the new online key) or its expiry is renewed.
+    """
+    now = utcnow()
+    old = current_root.signed
+    specs = {}
+    for role, add, remove, threshold in (
+        ("root", list(add_root_keys), list(remove_root_keys), root_threshold),
+        ("targets", list(add_targets_keys), list(remove_targets_keys), targets_threshold),
+    ):
+        keys = {k: old.keys[k] for k in old.roles[role].keyids}
+        for keyid in remove:
+            if keyid not in keys:
+                raise CeremonyError(f"cannot remove {role} key {keyid}: root v{old.version} does not list it")
+            del keys[keyid]
+        for key in add:
+            if key.keyid in keys:
+                raise CeremonyError(f"{role} key {key.keyid} is already a {role} key")
+            keys[key.keyid] = key
+        specs[role] = RoleSpec(list(keys.values()), threshold or old.roles[role].threshold)
+    current_online = signing.online_keys(old, current_targets.signed)
+    new_online = list(online_keys) or list(current_online.keys.values())
+    specs["online"] = RoleSpec(new_online, online_threshold or current_online.threshold)
+    for label, spec in specs.items():
+        spec.check(f"{label} keys")
+
+    def changed(role: str, spec: RoleSpec) -> bool:
+        return ({k.keyid for k in spec.keys} != set(old.roles[role].keyids)
+                or spec.threshold != old.roles[role].threshold)
+
+    online_changed = changed("snapshot", specs["online"])
+    targets_keys_changed = changed("targets", specs["targets"])
+    root_due = (changed("root", specs["root"]) or targets_keys_changed or online_changed
+                or root_expiry is not None)
+    targets_due = targets_keys_changed or online_changed or targets_expiry is not None
+    if not root_due and not targets_due:
+        raise CeremonyError("nothing to change: give keys to add or remove, thresholds, or an expiry")
+    new_root = new_targets = None
+    succinct = current_targets.signed.delegations.succinct_roles
+    if root_due:
+        expires = now + root_expiry if root_expiry else old.expires
+        if expires <= now:
+            raise CeremonyError(f"root v{old.version} has expired: give --root-expiry")
+        new_root = Metadata(build_root(
+            root=specs["root"], targets=specs["targets"], online=specs["online"],
+            expires=expires, version=old.version + 1,
+        ))
+    if targets_due:
+        signed = copy.deepcopy(current_targets.signed)
+        signed.version += 1
+        if targets_expiry:
+            signed.expires = now + targets_expiry
+        elif signed.expires <= now:
+            raise CeremonyError(f"targets v{current_targets.signed.version} has expired: give --targets-expiry")
+        _delegate_bins(signed, specs["online"], succinct.bit_length, succinct.name_prefix)
+        new_targets = Metadata(signed)
+    return new_root, new_targets
+
+
+# -- the payload --------------------------------------------------------------------
+
+
+@dataclass
+class SignatureReport:
+    keyid: str
+    state: str  # "valid", "invalid" or "unknown key"
+
+
+@dataclass
+class ThresholdReport:
+    """How far one role is signed towards the threshold one root sets for it."""
+
+    label: str
+    threshold: int
+    signed: list[str]
+    missing: list[str]
+
+    @property
+    def met(self) -> bool:
+        return len(self.signed) >= self.threshold
+
+
+@dataclass
+class RoleReport:
+    role: str
+    version: int
+    expires: datetime.datetime
+    digest: str
+    thresholds: list[ThresholdReport] = field(default_factory=list)
+    signatures: list[SignatureReport] = field(default_factory=list)
+
+
+@dataclass
+class Payload:
+    """Root and/or targets being signed, and the root trusted before them."""
+
+    trusted_root: Metadata[Root] | None = None
+    root: Metadata[Root] | None = None
+    targets: Metadata[Targets] | None = None
+
+    # -- reading and writing
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "Payload":
+        try:
+            obj = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CeremonyError(f"the payload is not valid JSON ({exc})") from None
+        if not isinstance(obj, dict) or obj.get(FORMAT) != FORMAT_VERSION:
+            raise CeremonyError(
+                f"not a warehouse-tuf ceremony payload (expected \"{FORMAT}\": {FORMAT_VERSION})"
+            )
+        unknown = set(obj) - {FORMAT, "trusted_root", *OFFLINE_ROLES}
+        if unknown:
+            raise CeremonyError(f"unknown payload field(s): {', '.join(sorted(unknown))}")
+        roles = {}
+        for name, kind in (("trusted_root", Root), ("root", Root), ("targets", Targets)):
+            roles[name] = _metadata_from_dict(name, obj.get(name), kind)
+        payload = cls(**roles)
+        if payload.root is None and payload.targets is None:
+            raise CeremonyError("the payload holds neither a root nor a targets to sign")
+        return payload
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "Payload":
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise CeremonyError(f"cannot read payload {path}: {exc.strerror or exc}") from None
+        return cls.from_bytes(data)
+
+    def to_bytes(self) -> bytes:
+        obj = {FORMAT: FORMAT_VERSION}
+        for name in ("trusted_root", *OFFLINE_ROLES):
+            md = getattr(self, name)
+            obj[name] = md.to_dict() if md is not None else None
+        return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
+
+    def write(self, path: str | Path) -> None:
+        Path(path).write_bytes(self.to_bytes())
+
+    def role_bytes(self, role: str) -> bytes | None:
+        """The role as it will be published (compact JSON), or None if not in the payload."""
+        md = getattr(self, role)
+        return md.to_bytes(JSONSerializer(compact=True)) if md is not None else None
+
+    # -- who must sign what
+
+    @property
+    def root_in_force(self) -> Root | None:
+        """The root that will be trusted once the payload is installed (None offline for a
+        targets-only payload without its trusted root)."""
+        if self.root is not None:
+            return self.root.signed
+        return self.trusted_root.signed if self.trusted_root else None
+
+    def signing_roots(self, role: str) -> list[tuple[str, Root]]:
+        """Each root whose threshold for ``role`` this payload must meet.
+
+        Root N+1 is signed to the thresholds of root N and of itself (as clients
+        verify it). A targets signed under new targets keys must also satisfy
+        root N's targets keys, so that clients on either root accept it while
+        the new root is being published.
+        """
+        in_force = self.root_in_force
+        roots = [(f"root v{in_force.version}", in_force)] if in_force is not None else []
+        if self.trusted_root is not None and self.root is not None:
+            trusted = self.trusted_root.signed
+            if role == "root" or _role_keys(trusted, role) != _role_keys(self.root.signed, role):
+                roots.append((f"root v{trusted.version}", trusted))
+        return roots
+
+    def accepted_keys(self, role: str) -> dict[str, Key]:
+        keys = {}
+        for _, root in self.signing_roots(role):
+            for keyid in root.roles[role].keyids:
+                keys[keyid] = root.keys[keyid]
+        return keys
+
+    def roles(self) -> list[tuple[str, Metadata]]:
+        return [(name, getattr(self, name)) for name in OFFLINE_ROLES if getattr(self, name) is not None]
+
+    # -- signing
+
+    def sign(self, uri: str, keyid: str | None = None) -> list[tuple[str, str]]:
+        """Add one key's signature to every role of the payload that accepts the key.
+
+        The key is the one the payload lists whose public part verifies a probe
+        signature from ``uri``; ``keyid`` skips the search (useful for KMS and HSM
+        keys, where each probe is a remote call). Returns (role, keyid) signed.
+        """
+        candidates: dict[str, Key] = {}
+        for role, _ in self.roles():
+            candidates.update(self.accepted_keys(role))
+        if keyid is not None:
+            if keyid not in candidates:
+                raise CeremonyError(f"key {keyid} is not a key this payload asks to sign with")
+            candidates = {keyid: candidates[keyid]}
+        signer = _matching_signer(uri, candidates)
+        signed = []
+        for role, md in self.roles():
+            if signer.public_key.keyid in self.accepted_keys(role):
+                md.sign(signer, append=True)  # a second signature by one key replaces the first
+                signed.append((role, signer.public_key.keyid))
+        return signed
+
+    # -- checking
+
+    def digest(self) -> str:
+        """One sha256 over the canonical signed part of every role: read aloud at the ceremony."""
+        hasher = hashlib.sha256()
+        for _, md in self.roles():
+            hasher.update(md.signed_bytes)
+        return hasher.hexdigest()
+
+    def report(self) -> list[RoleReport]:
+        reports = []
+        for role, md in self.roles():
+            report = RoleReport(role, md.signed.version, md.signed.expires,
+                                hashlib.sha256(md.signed_bytes).hexdigest())
+            accepted = self.accepted_keys(role)
+            for sig_keyid, signature in sorted(md.signatures.items()):
+                key = accepted.get(sig_keyid)
+                if key is None:
+                    state = "unknown key"
+                else:
+                    try:
+                        key.verify_signature(signature, md.signed_bytes)
+                        state = "valid"
+                    except Exception:  # sslib raises per key type
+                        state = "invalid"
+                report.signatures.append(SignatureReport(sig_keyid, state))
+            for label, root in self.signing_roots(role):
+                result = root.get_verification_result(role, md.signed_bytes, md.signatures)
+                keyids = root.roles[role].keyids
+                report.thresholds.append(ThresholdReport(
+                    label, result.threshold, sorted(result.signed),
+                    sorted(k for k in keyids if k not in result.signed),
+                ))
+            reports.append(report)
+        return reports
+
+    def problems(self, now: datetime.datetime | None = None) -> list[str]:
+        """Everything that stops this payload from being installed; empty when it is ready."""
+        now = now or utcnow()
+        problems = self.shape_problems()
+        for report in self.report():
+            name = f"{report.role} v{report.version}"
+            if report.expires <= now:
+                problems.append(f"{name} expired on {report.expires.isoformat()}")
+            for sig in report.signatures:
+                if sig.state == "invalid":
+                    problems.append(
+                        f"{name}: the signature by {sig.keyid[:12]} does not verify "
+                        "(was the payload edited after it was signed?)"
+                    )
+            for t in report.thresholds:
+                if not t.met:
+                    problems.append(
+                        f"{name} is signed by {len(t.signed)} of the {t.threshold} keys "
+                        f"{t.label} requires for {report.role}"
+                    )
+        return problems
+
+    def shape_problems(self) -> list[str]:
+        """Version, delegation and key consistency, without looking at signatures."""
+        problems = []
+        trusted = self.trusted_root.signed if self.trusted_root else None
+        if self.root is not None:
+            root = self.root.signed
+            expected = trusted.version + 1 if trusted else 1
+            if root.version != expected:
+                problems.append(f"root version is {root.version}, expected {expected}")
+            if not root.consistent_snapshot:
+                problems.append("root must set consistent_snapshot (PEP 458)")
+        if trusted is None and self.root is None:
+            problems.append("a targets-only payload needs the trusted root it is signed under")
+        if trusted is None and self.targets is None:
+            problems.append("bootstrap needs root v1 and targets v1 together")
+        if trusted is None and self.targets is not None and self.targets.signed.version != 1:
+            problems.append(f"targets version is {self.targets.signed.version}, expected 1")
+        if self.targets is not None:
+            problems.extend(targets_shape_problems(self.targets.signed))
+        root = self.root_in_force
+        if root is not None and self.targets is not None:
+            try:
+                signing.online_keys(root, self.targets.signed)
+            except signing.SigningError as exc:
+                problems.append(str(exc))
+        elif root is not None and trusted is not None and self.targets is None:
+            for role in ("targets", "snapshot"):
+                if _role_keys(root, role) != _role_keys(trusted, role):
+                    what = "targets keys" if role == "targets" else "online key"
+                    problems.append(
+                        f"root v{root.version} changes the {what}: the payload must also hold the "
+                        "next targets (prepare both with 'tuf ceremony prepare')"
+                    )
+        return problems
+
+
+def targets_shape_problems(targets: Targets) -> list[str]:
+    """What PEP 458 requires of the top-level targets of a warehouse-tuf repository."""
+    succinct = targets.delegations.succinct_roles if targets.delegations else None
+    if succinct is None:
+        return ["targets must delegate to the bins with succinct_roles (TAP 15)"]
+    problems = []
+    if not 1 <= succinct.bit_length <= MAX_BIN_BITS:
+        problems.append(f"targets delegates to 2**{succinct.bit_length} bins, out of range")
+    if targets.targets:
+        problems.append("targets must not list targets itself; they belong in the bins")
+    return problems
+
+
+def _role_keys(root: Root, role: str) -> tuple[frozenset[str], int]:
+    return frozenset(root.roles[role].keyids), root.roles[role].threshold
+
+
+def _metadata_from_dict(name: str, obj: object, kind: type) -> Metadata | None:
+    if obj is None:
+        return None
+    if not isinstance(obj, dict) or not isinstance(obj.get("signatures"), list):
+        raise CeremonyError(f"{name}: not a TUF metadata object (signed and signatures)")
+    obj = copy.deepcopy(obj)
+    unique = []
+    for sig in obj["signatures"]:
+        if sig in unique:
+            continue  # the very same signature pasted twice counts once
+        if isinstance(sig, dict) and any(
+            isinstance(u, dict) and u.get("keyid") == sig.get("keyid") for u in unique
+        ):
+            raise CeremonyError(f"{name}: two different signatures by key {sig.get('keyid')}")
+        unique.append(sig)
+    obj["signatures"] = unique
+    try:
+        md = Metadata.from_dict(obj)
+    except Exception as exc:  # python-tuf raises ValueError, KeyError, TypeError...
+        raise CeremonyError(f"{name}: not valid TUF metadata ({type(exc).__name__}: {exc})") from None
+    if not isinstance(md.signed, kind):
+        raise CeremonyError(f"{name}: expected {kind.type} metadata, found {md.signed.type}")
+    return md
+
+
+def _matching_signer(uri: str, candidates: dict[str, Key]) -> Signer:
+    """The signer for ``uri`` whose key is one of ``candidates`` (verified by a probe)."""
+    failure = "no key matched"
+    for keyid, key in candidates.items():
+        try:
+            signer = Signer.from_priv_key_uri(uri, key)
+            key.verify_signature(signer.sign(_PROBE), _PROBE)
+        except Exception as exc:  # a different key, or a backend that cannot load it: try the next
+            failure = type(exc).__name__  # the type only: messages may quote key material
+            continue
+        return signer
+    if len(candidates) == 1:
+        raise CeremonyError(
+            f"the key at {signing._redact(uri)} cannot sign for key {next(iter(candidates))} "
+            f"({failure}: wrong key, wrong URI, or the backend refused)"
+        )
+    raise CeremonyError(
+        f"the key at {signing._redact(uri)} is none of the {len(candidates)} keys this payload asks "
+        "to sign with (pass --keyid to name the key you expect)"
+    )
