@@ -30,13 +30,10 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 from tuf.api.metadata import (
-    DelegatedRole,
-    Delegations,
     Metadata,
     MetaFile,
     Root,
     Snapshot,
-    SuccinctRoles,
     TargetFile,
     Targets,
     Timestamp,
@@ -44,7 +41,7 @@ from tuf.api.metadata import (
 from tuf.api.serialization.json import JSONSerializer
 from zope.interface import implementer
 
-from warehouse_tuf import signing, targets as targetlib
+from warehouse_tuf import ceremony, signing, targets as targetlib
 from warehouse_tuf.interfaces import IMetadataStorage, ITUFService
 from warehouse_tuf.locking import publish_lock
 from warehouse_tuf.models import ChangeKind, PendingChange, RoleVersion, Target, TargetKind, utcnow
@@ -69,8 +66,23 @@ class BootstrapError(RepositoryError):
     """The offline-signed root or targets is not acceptable."""
 
 
+class InstallError(RepositoryError):
+    """A new root or targets is not acceptable; nothing was installed."""
+
+
 class StorageAheadError(RepositoryError):
     """Storage holds newer metadata than the database knows (restored from a backup?)."""
+
+
+@dataclass
+class InstallResult:
+    """What :meth:`TUFManager.install` put in place."""
+
+    root_version: int
+    targets_version: int
+    online_key_rotated: bool
+    timestamp_version: int
+    seconds: float
 
 
 @dataclass
@@ -260,32 +272,154 @@ class TUFManager:
         when given; the ceremony signs them elsewhere otherwise.
         """
         now = utcnow()
-        root = Root(version=version, expires=now + self.settings.expiry["root"],
-                    consistent_snapshot=True)
-        for key in root_keys:
-            root.add_key(key, "root")
-        for key in targets_keys:
-            root.add_key(key, "targets")
-        for key in online_keys:
-            root.add_key(key, "snapshot")
-            root.add_key(key, "timestamp")
-        root.roles["root"].threshold = root_threshold
-        root.roles["targets"].threshold = targets_threshold
-        root.roles["snapshot"].threshold = online_threshold
-        root.roles["timestamp"].threshold = online_threshold
-        succinct = SuccinctRoles(keyids=[], threshold=online_threshold,
-                                 bit_length=self.settings.bin_bits,
-                                 name_prefix=self.settings.bin_name_prefix)
-        targets = Targets(version=version, expires=now + self.settings.expiry["targets"],
-                          delegations=Delegations(keys={}, succinct_roles=succinct))
-        for key in online_keys:
-            targets.add_key(key)
-        root_md, targets_md = Metadata(root), Metadata(targets)
+        root_md, targets_md = ceremony.build_roles(
+            root=ceremony.RoleSpec(list(root_keys), root_threshold),
+            targets=ceremony.RoleSpec(list(targets_keys), targets_threshold),
+            online=ceremony.RoleSpec(list(online_keys), online_threshold),
+            bin_bits=self.settings.bin_bits, bin_prefix=self.settings.bin_name_prefix,
+            root_expires=now + self.settings.expiry["root"],
+            targets_expires=now + self.settings.expiry["targets"], version=version,
+        )
         for signer in sign_with:
             root_md.sign(signer, append=True)
         for signer in sign_targets_with:
             targets_md.sign(signer, append=True)
         return root_md.to_bytes(self._serializer), targets_md.to_bytes(self._serializer)
+
+    # -- new offline roles: root rotation, targets renewal, online key rotation -----
+
+    def install(
+        self, root_bytes: bytes | None, targets_bytes: bytes | None,
+        online_signers: tuple[str, ...] | None = None,
+    ) -> InstallResult:
+        """Install offline-signed root N+1 and/or targets M+1, checked as a client checks them.
+
+        Root N+1 must meet the root thresholds of root N and of itself. When the new
+        roles trust a new online key, every online role is first re-signed with the
+        old and the new key (valid under both roots), then targets, snapshot,
+        timestamp and, last, root N+1 are published, then everything is re-signed
+        with the new key alone: whichever root a client holds, what it fetches
+        verifies. ``online_signers`` (``KEYID=URI``, default the configured ones)
+        must then cover the old and the new key.
+        """
+        started = time.monotonic()
+        with publish_lock(self._engine, self.settings.lock_timeout), self._sessions() as s:
+            trusted_root, trusted_targets = self._offline_roles(s)
+            rows = {row.name: row for row in s.scalars(select(RoleVersion))}
+            self._check_storage_not_ahead(rows["timestamp"])
+            payload = self._check_install(trusted_root, trusted_targets, rows, root_bytes, targets_bytes)
+            new_root = payload.root or trusted_root
+            new_targets = payload.targets or trusted_targets
+            old_keys = signing.online_keys(trusted_root.signed, trusted_targets.signed)
+            new_keys = signing.online_keys(new_root.signed, new_targets.signed)
+            rotating = old_keys != new_keys
+            uris = self._signer_uris(online_signers)
+            if rotating:
+                both, new_only = self._rotation_signers(uris, old_keys, new_keys)
+            else:
+                both = new_only = signing.load_online_signers(uris, new_keys)
+            now = utcnow()
+            if rotating:
+                self._resign_all(s, rows, _Trusted(trusted_root, trusted_targets, both), now)
+            versions = self._reserve(s, rows, ["snapshot", "timestamp"])
+            s.commit()
+            if payload.targets is not None:
+                self._publish_offline_role(rows["targets"], payload.targets.signed, targets_bytes, now)
+            self._sign_snapshot_and_timestamp(
+                s, _Trusted(new_root, new_targets, both), rows,
+                versions["snapshot"], versions["timestamp"], now,
+            )
+            # Root last: until then every published role verifies under root N as well.
+            if payload.root is not None:
+                self._publish_offline_role(rows["root"], payload.root.signed, root_bytes, now)
+            s.commit()
+            if rotating:
+                self._resign_all(s, rows, _Trusted(new_root, new_targets, new_only), now)
+            result = InstallResult(
+                root_version=rows["root"].version, targets_version=rows["targets"].version,
+                online_key_rotated=rotating, timestamp_version=rows["timestamp"].version,
+                seconds=time.monotonic() - started,
+            )
+        log.info(
+            "tuf install root=%d targets=%d online_key_rotated=%s timestamp=%d seconds=%.3f",
+            result.root_version, result.targets_version, rotating, result.timestamp_version,
+            result.seconds,
+        )
+        return result
+
+    def _check_install(
+        self, trusted_root: Metadata[Root], trusted_targets: Metadata[Targets],
+        rows: dict[str, RoleVersion], root_bytes: bytes | None, targets_bytes: bytes | None,
+    ) -> ceremony.Payload:
+        """The new roles as a payload verified against the installed ones; raise on any problem."""
+        roles = {}
+        for name, data, kind in (("root", root_bytes, Root), ("targets", targets_bytes, Targets)):
+            if data is None:
+                continue
+            try:
+                roles[name] = Metadata[kind].from_bytes(data)
+            except Exception as exc:
+                raise InstallError(f"{name} is not valid TUF metadata: {exc}") from None
+            if not isinstance(roles[name].signed, kind):
+                raise InstallError(f"expected {name} metadata, found {roles[name].signed.type}")
+        if not roles:
+            raise InstallError("nothing to install: give a root, a targets, or both")
+        payload = ceremony.Payload(trusted_root=trusted_root, **roles)
+        problems = payload.problems()
+        if payload.targets is not None:
+            expected = trusted_targets.signed.version + 1
+            if payload.targets.signed.version != expected:
+                problems.append(f"targets version is {payload.targets.signed.version}, expected {expected}")
+            succinct = payload.targets.signed.delegations.succinct_roles if payload.targets.signed.delegations else None
+            current = trusted_targets.signed.delegations.succinct_roles
+            if succinct is not None and (succinct.bit_length, succinct.name_prefix) != (
+                current.bit_length, current.name_prefix
+            ):
+                problems.append(
+                    f"targets delegates to {2**succinct.bit_length} bins named {succinct.name_prefix}-*, "
+                    f"the repository has {2**current.bit_length} named {current.name_prefix}-*"
+                )
+        for name, md in roles.items():
+            stored = f"{md.signed.version}.{name}.json"
+            data = root_bytes if name == "root" else targets_bytes
+            if self.storage.exists(stored) and self.storage.get(stored) != data:
+                problems.append(f"storage already publishes {stored} with other bytes")
+        if problems:
+            raise InstallError(problems[0])
+        return payload
+
+    def _rotation_signers(
+        self, uris: tuple[str, ...], old: signing.OnlineKeys, new: signing.OnlineKeys,
+    ) -> tuple[list, list]:
+        """Signers for the old and new online keys together, and for the new ones alone."""
+        signers = signing.load_online_signers(uris, signing.OnlineKeys({**old.keys, **new.keys}, 1))
+        for label, keys in (("old", old), ("new", new)):
+            count = sum(signer.public_key.keyid in keys.keys for signer in signers)
+            if count < keys.threshold:
+                raise InstallError(
+                    f"rotating the online key needs signers for the old and the new key(s): "
+                    f"{count} configured for the {label} one(s), threshold {keys.threshold} "
+                    "(give every one as KEYID=URI)"
+                )
+        return signers, [signer for signer in signers if signer.public_key.keyid in new.keys]
+
+    def _resign_all(self, s: Session, rows: dict[str, RoleVersion], trusted: _Trusted,
+                    now: datetime.datetime) -> None:
+        """Re-sign every bin, then snapshot and timestamp, with ``trusted.signers``."""
+        bins = {row.name: row.bin_index for row in rows.values() if row.bin_index is not None}
+        versions = self._reserve(s, rows, [*bins, "snapshot", "timestamp"])
+        s.commit()
+        self._sign_bins(s, trusted, rows, bins, versions, now)
+        self._sign_snapshot_and_timestamp(
+            s, trusted, rows, versions["snapshot"], versions["timestamp"], now
+        )
+        s.commit()
+
+    def _publish_offline_role(self, row: RoleVersion, signed: Root | Targets, data: bytes,
+                              now: datetime.datetime) -> None:
+        self.storage.put(f"{signed.version}.{row.name}.json", data)
+        self._update_row(row, signed.version, signed.expires, data, now)
+        row.signed_bytes = data
 
     # -- publish and refresh ------------------------------------------------------
 
@@ -544,18 +678,26 @@ class TUFManager:
     # -- trust -----------------------------------------------------------------------
 
     def _trusted(self, s: Session) -> _Trusted:
+        root, targets = self._offline_roles(s)
+        return _Trusted(root, targets, self._online_signers(root.signed, targets.signed))
+
+    def _offline_roles(self, s: Session) -> tuple[Metadata[Root], Metadata[Targets]]:
+        """The installed root and targets."""
         roles = {
             row.name: row
             for row in s.scalars(select(RoleVersion).where(RoleVersion.name.in_(("root", "targets"))))
         }
         if len(roles) < 2:
             raise NotBootstrappedError("the TUF repository is not bootstrapped yet (run 'tuf bootstrap')")
-        root = Metadata[Root].from_bytes(roles["root"].signed_bytes)
-        targets = Metadata[Targets].from_bytes(roles["targets"].signed_bytes)
-        return _Trusted(root, targets, self._online_signers(root.signed, targets.signed))
+        return (Metadata[Root].from_bytes(roles["root"].signed_bytes),
+                Metadata[Targets].from_bytes(roles["targets"].signed_bytes))
 
     def _online_signers(self, root: Root, targets: Targets) -> list:
-        uris = self.settings.online_signers
+        return signing.load_online_signers(self._signer_uris(), signing.online_keys(root, targets))
+
+    def _signer_uris(self, uris: tuple[str, ...] | None = None) -> tuple[str, ...]:
+        """``uris``, else the configured online signers (development keys outside production)."""
+        uris = uris or self.settings.online_signers
         dev_key = Path(self.settings.dev_keys_path or ".") / "online.pem"
         if not uris and self.settings.env != "production" and self.settings.dev_keys_path:
             uris = (f"file2:{dev_key}",)
@@ -566,7 +708,7 @@ class TUFManager:
                     raise signing.SigningError(
                         "development keys are refused in production (tuf.env = production)"
                     )
-        return signing.load_online_signers(uris, signing.online_keys(root, targets))
+        return uris
 
     def _check_offline_roles(self, root_bytes: bytes, targets_bytes: bytes):
         try:
