@@ -53,9 +53,14 @@ def add_file(session: Session, project: str, version: str, filename: str, data: 
     return file
 
 
+def _engine(config_or_engine: Any) -> Any:
+    registry = getattr(config_or_engine, "registry", None)
+    return registry["sqlalchemy.engine"] if registry is not None else config_or_engine
+
+
 def pending(config: Any) -> list[tuple[str, str | None, str | None]]:
-    """(kind, path, project) of every pending change, oldest first."""
-    with Session(config.registry["sqlalchemy.engine"]) as session:
+    """(kind, path, project) of every pending change, oldest first (a config or an engine)."""
+    with Session(_engine(config)) as session:
         rows = session.execute(
             select(PendingChange.kind, PendingChange.path, PendingChange.project)
             .order_by(PendingChange.id)
@@ -64,7 +69,7 @@ def pending(config: Any) -> list[tuple[str, str | None, str | None]]:
 
 
 def pending_count(config: Any) -> int:
-    with Session(config.registry["sqlalchemy.engine"]) as session:
+    with Session(_engine(config)) as session:
         return session.scalar(select(func.count()).select_from(PendingChange))
 
 
@@ -140,6 +145,87 @@ class HTTPClient:
 
     def timestamp_version(self) -> int:
         return json.loads((self.cache / "timestamp.json").read_bytes())["signed"]["version"]
+
+
+def build_dists(workdir: Path, name: str, version: str) -> list[Path]:
+    """A real sdist and wheel of a tiny generated project (python -m build, no network)."""
+    module = name.replace("-", "_")
+    project = workdir / f"{name}-src"
+    (project / module).mkdir(parents=True)
+    (project / module / "__init__.py").write_text(f'VERSION = "{version}"\n')
+    (project / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=61", "wheel"]\n'
+        'build-backend = "setuptools.build_meta"\n\n'
+        f'[project]\nname = "{name}"\nversion = "{version}"\nrequires-python = ">=3.8"\n'
+        f'description = "a package for the warehouse-tuf end-to-end tests"\n'
+    )
+    out = workdir / f"{name}-dist"
+    subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--sdist", "--wheel",
+                    "--outdir", str(out), str(project)], check=True, capture_output=True, timeout=300)
+    dists = sorted(out.iterdir())
+    assert [d.suffix for d in dists] == [".gz", ".whl"], dists
+    return dists
+
+
+def twine_upload(base: str, *dists: Path, password: str = PASSWORD) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar",
+         "--repository-url", f"{base}/legacy/", "-u", USERNAME, "-p", password, *map(str, dists)],
+        capture_output=True, text=True, timeout=300,
+    )
+
+
+def dist_path(dist: Path) -> str:
+    """The File.path target of a distribution file."""
+    return file_path(hashlib.blake2b(dist.read_bytes(), digest_size=32).hexdigest(), dist.name)
+
+
+def pip_install(base: str, project: str, target: Path) -> subprocess.CompletedProcess:
+    """pip install from the served /simple/ only (wheel, no dependencies, no other network)."""
+    env = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INPUT": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-cache-dir", "--only-binary", ":all:",
+         "--disable-pip-version-check", "--target", str(target), "--index-url", f"{base}/simple/",
+         project],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+
+
+def tufjs_verify(base: str, workdir: Path, targets: list[tuple[str, bool]]) -> list[dict]:
+    """Verify ``(path, is_page)`` targets with tuf-js (tests/js), as served at ``base``."""
+    workdir.mkdir(parents=True)
+    root = workdir / "1.root.json"
+    status, data, _ = http_get(f"{base}/tuf/metadata/1.root.json")
+    assert status == 200
+    root.write_bytes(data)
+    spec = {
+        "metadataBaseUrl": f"{base}/tuf/metadata/", "root": str(root), "workDir": str(workdir),
+        "targets": [{"path": path, "prefix": page,
+                     "targetBaseUrl": f"{base}/simple/" if page else f"{base}/packages/"}
+                    for path, page in targets],
+    }
+    result = subprocess.run(["node", str(ROOT / "tests" / "js" / "verify.js"), json.dumps(spec)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def start_server(data: Path, env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
+    """``python -m dev serve`` on a free local port; returns it once it answers."""
+    port = free_port()
+    server = start_dev_process("serve", "--port", str(port), env={"TUF_DEV_DATA": str(data), **env}, log=log)
+    base = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        if server.poll() is not None:
+            raise AssertionError(f"dev serve exited: {log.read_text()[-3000:]}")
+        try:
+            return http_get(f"{base}/simple/")[0] == 200
+        except OSError:
+            return False
+
+    wait_until(answers, 120, "the development host to answer")
+    return server, base
 
 
 def dev_command(*args: str, env: dict[str, str], **kwargs: Any) -> subprocess.CompletedProcess:

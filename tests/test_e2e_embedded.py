@@ -1,0 +1,188 @@
+"""End to end on the embedded host (``python -m dev serve``: SQLite, tasks in process, 256 bins).
+
+twine uploads a real sdist and wheel; python-tuf's ngclient and tuf-js verify
+them and the project's pages; pip installs from /simple/; deletions over the
+API take the targets away. The tests of this module run in order on one server.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+
+import pytest
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session
+from tuf.api import exceptions as tuf_exceptions
+from webtest import TestApp
+
+from dev.models import Project
+from dev.tasks import wait_for_embedded_tasks
+from tests.devhost import (
+    PASSWORD,
+    USERNAME,
+    HTTPClient,
+    build_dists,
+    dev_command,
+    dev_config,
+    dist_path,
+    http_delete,
+    http_get,
+    pending_count,
+    pip_install,
+    start_server,
+    stop,
+    tufjs_verify,
+    twine_upload,
+    wait_until,
+)
+from tests.tufclient import Client
+
+PROJECT = "tuf-e2e-demo"
+HTML_PAGE, JSON_PAGE = f"{PROJECT}/{PROJECT}.html", f"{PROJECT}/{PROJECT}.json"
+JSON_ACCEPT = "application/vnd.pypi.simple.v1+json"
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory):
+    """The embedded host, serving on a local port, with its data directory."""
+    data = tmp_path_factory.mktemp("embedded") / "data"
+    server, base = start_server(data, {"TUF_DEV_MODE": "embedded", "TUF_BIN_COUNT": "256"},
+                                log=data.parent / "serve.log")
+    engine = create_engine(f"sqlite:///{data / 'index.sqlite'}")
+    yield base, data, engine
+    stop(server)
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def dists(tmp_path_factory):
+    return build_dists(tmp_path_factory.mktemp("project"), PROJECT, "1.0")
+
+
+@pytest.fixture(scope="module")
+def uploaded(host, dists):
+    base, _, engine = host
+    result = twine_upload(base, *dists)
+    assert result.returncode == 0, result.stdout + result.stderr
+    wait_until(lambda: pending_count(engine) == 0, 120, "the upload to be published")
+    return dists
+
+
+def test_wrong_credentials_are_refused_and_change_nothing(host, dists):
+    base, _, engine = host
+    result = twine_upload(base, dists[0], password="wrong")
+    assert result.returncode != 0 and "403" in result.stdout + result.stderr
+    with Session(engine) as session:
+        assert session.scalars(select(Project)).first() is None
+    assert pending_count(engine) == 0
+    assert http_delete(f"{base}/manage/project/{PROJECT}/", password="wrong") == 403
+
+
+def test_ngclient_verifies_both_distributions_and_both_pages(host, uploaded):
+    base, data, _ = host
+    client = HTTPClient(base)
+    for dist in uploaded:
+        assert client.download(dist_path(dist)) == dist.read_bytes()
+    # The signed pages are byte for byte what /simple/<name>/ serves, in both forms.
+    html_status, html_page, html_type = http_get(f"{base}/simple/{PROJECT}/")
+    json_status, json_page, json_type = http_get(f"{base}/simple/{PROJECT}/", accept=JSON_ACCEPT)
+    assert (html_status, html_type, json_status, json_type) == (200, "text/html", 200, JSON_ACCEPT)
+    assert client.download(HTML_PAGE, page=True) == html_page
+    assert client.download(JSON_PAGE, page=True) == json_page
+    assert sorted(f["filename"] for f in json.loads(json_page)["files"]) == sorted(d.name for d in uploaded)
+    # A tampered distribution is refused.
+    stored = data / "packages" / dist_path(uploaded[1])
+    original = stored.read_bytes()
+    stored.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+    try:
+        with pytest.raises(tuf_exceptions.LengthOrHashMismatchError):
+            client.download(dist_path(uploaded[1]))
+    finally:
+        stored.write_bytes(original)
+
+
+def test_tufjs_verifies_a_distribution_and_a_page(host, uploaded, tmp_path):
+    base, _, _ = host
+    wheel = uploaded[1]
+    results = tufjs_verify(base, tmp_path / "tufjs", [(dist_path(wheel), False), (HTML_PAGE, True),
+                                                      (f"{PROJECT}/missing.whl", False)])
+    _, html_page, _ = http_get(f"{base}/simple/{PROJECT}/")
+    assert results == [
+        {"path": dist_path(wheel), "found": True, "length": wheel.stat().st_size,
+         "sha256": hashlib.sha256(wheel.read_bytes()).hexdigest()},
+        {"path": HTML_PAGE, "found": True, "length": len(html_page),
+         "sha256": hashlib.sha256(html_page).hexdigest()},
+        {"path": f"{PROJECT}/missing.whl", "found": False},
+    ]
+
+
+def test_pip_installs_from_the_simple_index(host, uploaded, tmp_path):
+    base, _, _ = host
+    result = pip_install(base, PROJECT, tmp_path / "target")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "target" / "tuf_e2e_demo" / "__init__.py").read_text() == 'VERSION = "1.0"\n'
+
+
+def test_tuf_status_and_publish_commands_work_against_the_host(host, uploaded):
+    base, data, _ = host
+    env = {"TUF_DEV_DATA": str(data), "TUF_DEV_MODE": "embedded", "TUF_BIN_COUNT": "256"}
+    status = dev_command("tuf", "status", "--json", env=env)
+    assert status.returncode == 0, status.stderr
+    report = json.loads(status.stdout)
+    assert report["bootstrapped"] and report["pending"] == 0 and report["problems"] == []
+    assert report["targets"] == 4  # two distributions, two pages
+    publish = dev_command("tuf", "publish", env=env)
+    assert (publish.returncode, publish.stdout.strip()) == (0, "nothing to publish")
+
+
+def test_deleting_the_release_then_the_project_removes_their_targets(host, uploaded):
+    base, _, engine = host
+    client = HTTPClient(base)
+    assert client.download(dist_path(uploaded[0])) == uploaded[0].read_bytes()
+
+    assert http_delete(f"{base}/manage/project/{PROJECT}/release/1.0/") == 200
+    wait_until(lambda: pending_count(engine) == 0, 120, "the release deletion to be published")
+    for dist in uploaded:
+        assert client.download(dist_path(dist)) is None
+    page = json.loads(client.download(JSON_PAGE, page=True))
+    assert page["files"] == []
+    assert client.download(HTML_PAGE, page=True) == http_get(f"{base}/simple/{PROJECT}/")[1]
+
+    assert http_delete(f"{base}/manage/project/{PROJECT}/") == 200
+    wait_until(lambda: pending_count(engine) == 0, 120, "the project deletion to be published")
+    assert client.download(HTML_PAGE, page=True) is None
+    assert client.download(JSON_PAGE, page=True) is None
+    assert http_get(f"{base}/simple/{PROJECT}/")[0] == 404
+
+
+# -- in process: a failing upload transaction -----------------------------------------
+
+
+def test_an_upload_whose_transaction_fails_after_the_file_row_leaves_no_target(tmp_path, database_url):
+    config = dev_config(tmp_path / "data", database_url)
+    app = TestApp(config.make_wsgi_app())
+    data = b"a wheel whose bytes cannot be stored"
+    blake2 = hashlib.blake2b(data, digest_size=32).hexdigest()
+    # A plain file where the upload's directory must go: storing fails after the
+    # File row (and the extension's pending change) was flushed.
+    files = tmp_path / "data" / "packages"
+    files.mkdir(parents=True)
+    (files / blake2[:2]).write_bytes(b"")
+    token = base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()
+    form = {":action": "file_upload", "name": "demo", "version": "1.0", "filetype": "bdist_wheel",
+            "pyversion": "py3"}
+    with pytest.raises(OSError):
+        app.post("/legacy/", form, upload_files=[("content", "demo-1.0-py3-none-any.whl", data)],
+                 headers={"Authorization": f"Basic {token}"})
+    wait_for_embedded_tasks(config.registry["celery.app"])
+    assert pending_count(config) == 0
+    with Session(config.registry["sqlalchemy.engine"]) as session:
+        assert session.scalars(select(Project)).first() is None
+    client = Client(metadata=tmp_path / "data" / "tuf-metadata", targets=files,
+                    simple=tmp_path / "data" / "tuf-simple")
+    path = f"{blake2[:2]}/{blake2[2:4]}/{blake2[4:]}/demo-1.0-py3-none-any.whl"
+    assert client.download(path) is None
+    assert client.download("demo/demo.html", target_base_url="https://tuf.test/simple/", prefix=True) is None
+    config.registry["sqlalchemy.engine"].dispose()
