@@ -120,6 +120,24 @@ def refresh(config: Any) -> None:
         click.echo("nothing is due")
 
 
+@tuf.command()
+@click.pass_obj
+def recover(config: Any) -> None:
+    """After restoring the database from a backup: resume from the published versions.
+
+    Changes committed after the backup are not re-queued; record them again
+    (e.g. by backfill), then publish.
+    """
+    try:
+        with service(config) as tuf_service:
+            result = tuf_service.recover()
+    except (RepositoryError, ConfigurationError) as exc:
+        _fail(exc)
+    click.echo(f"storage publishes timestamp {result.timestamp_version}, snapshot "
+               f"{result.snapshot_version}; the next publish re-signs {result.roles} role(s) "
+               "under newer versions. Record changes made after the backup again, then publish.")
+
+
 @tuf.command("bootstrap-dev")
 @click.pass_obj
 def bootstrap_dev(config: Any) -> None:

@@ -36,6 +36,9 @@ class ITUFService(Interface):
     def refresh(window=None):
         """Re-sign every online role expiring within the window."""
 
+    def recover():
+        """After a database restore, resume version numbers from what storage has published."""
+
     def status():
         """Role versions, expiries, pending count and the time of the last publish."""
 

@@ -101,6 +101,15 @@ class PublishResult:
 
 
 @dataclass
+class RecoveryResult:
+    """What :meth:`TUFManager.recover` found published, and how many roles it marked."""
+
+    timestamp_version: int
+    snapshot_version: int
+    roles: int
+
+
+@dataclass
 class _Trusted:
     root: Metadata[Root]
     targets: Metadata[Targets]
@@ -430,6 +439,61 @@ class TUFManager:
     def refresh(self, window: datetime.timedelta | None = None) -> PublishResult:
         """Re-sign every online role that expires within ``window``, with pending changes."""
         return self._run(refresh_window=window or self.settings.refresh_window)
+
+    def recover(self) -> RecoveryResult:
+        """Resume from the versions storage has published, after a database restore.
+
+        Each online role's version becomes at least its published one, and its
+        reserved version moves past every version storage holds, so the next
+        publish re-signs all of them from the database's targets under new
+        numbers. Changes committed after the backup are not in the restored
+        database and are not re-queued: record them again (e.g. by backfill).
+        """
+        with publish_lock(self._engine, self.settings.lock_timeout), self._sessions() as s:
+            self._trusted(s)
+            rows = {row.name: row for row in s.scalars(select(RoleVersion))}
+            published = self._published_versions()
+            highest = dict(published)
+            for name in self.storage.list():
+                version, _, role = name.partition(".")
+                if version.isdigit() and role.endswith(".json"):
+                    role = role.removesuffix(".json")
+                    highest[role] = max(highest.get(role, 0), int(version))
+            for name in ("root", "targets"):
+                if highest.get(name, 0) > rows[name].version:
+                    raise RepositoryError(
+                        f"storage holds {name} version {highest[name]} but the database has "
+                        f"{rows[name].version}: install the newer offline-signed {name} first"
+                    )
+            online = [row for name, row in rows.items() if name not in ("root", "targets")]
+            for row in online:
+                row.version = max(row.version, published.get(row.name, 0))
+                # reserved > version marks the role unfinished: the next publish re-signs
+                # it, under a number above every one storage holds.
+                row.reserved_version = max(
+                    row.reserved_version, highest.get(row.name, 0), row.version + 1
+                )
+            s.commit()
+        log.warning("tuf recover: resumed from timestamp %d, snapshot %d; %d roles to re-sign",
+                    published["timestamp"], published["snapshot"], len(online))
+        return RecoveryResult(published["timestamp"], published["snapshot"], len(online))
+
+    def _published_versions(self) -> dict[str, int]:
+        """Role name -> version, as storage's timestamp.json and its snapshot publish them."""
+        try:
+            timestamp = Metadata[Timestamp].from_bytes(self.storage.get("timestamp.json"))
+            snapshot_version = timestamp.signed.snapshot_meta.version
+            snapshot = Metadata[Snapshot].from_bytes(
+                self.storage.get(f"{snapshot_version}.snapshot.json")
+            )
+        except FileNotFoundError as exc:
+            raise RepositoryError(f"storage has no published repository to recover from: {exc}") from None
+        except Exception as exc:
+            raise RepositoryError(f"storage's timestamp or snapshot is not valid TUF metadata: {exc}") from None
+        versions = {"timestamp": timestamp.signed.version, "snapshot": snapshot_version}
+        for name, meta in snapshot.signed.meta.items():
+            versions[name.removesuffix(".json")] = meta.version
+        return versions
 
     def _run(self, refresh_window: datetime.timedelta | None) -> PublishResult:
         started = time.monotonic()

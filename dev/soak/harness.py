@@ -1,0 +1,271 @@
+"""What every reliability scenario shares: a throw-away repository, observers and the report.
+
+The observers check the repository the way its users see it: the bytes in
+storage (every ``N.<role>.json`` ever seen, by content hash) and a python-tuf
+ngclient with a persistent cache (tests/tufclient.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.orm import Session
+
+from warehouse_tuf.migrations import upgrade
+from warehouse_tuf.models import PendingChange, RoleVersion, Target
+from warehouse_tuf.services import TUFManager
+from warehouse_tuf.settings import TUFSettings, describe
+from warehouse_tuf.storage import LocalStorage
+
+POSTGRES_URL = os.environ.get("TUF_SOAK_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+_ENVVARS = {key: envvar for key, envvar, _, _ in describe()}
+_VERSIONED = re.compile(r"^(\d+)\.(.+)\.json$")
+
+
+@dataclasses.dataclass
+class Report:
+    """The figures of one scenario run; ``--json`` prints it as the last line."""
+
+    scenario: str
+    trials: int = 0
+    uploads: int = 0
+    failures: int = 0
+    discrepancies: int = 0
+    checks: int = 0
+    seconds: float = 0.0
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
+    problems: list[str] = dataclasses.field(default_factory=list)
+
+    def failure(self, message: str) -> None:
+        """An operation that should have succeeded (or failed cleanly) did not."""
+        self.failures += 1
+        self.problems.append(f"failure: {message}")
+
+    def discrepancy(self, message: str) -> None:
+        """What users would see differs from what the invariants promise."""
+        self.discrepancies += 1
+        self.problems.append(f"discrepancy: {message}")
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures and not self.discrepancies
+
+    def emit(self, as_json: bool) -> None:
+        for problem in self.problems[:50]:
+            click.echo(problem, err=True)
+        size = f"{self.trials} trials" if self.trials else f"{self.uploads} uploads"
+        summary = (f"soak {self.scenario}: {size}, {self.checks} checks, {self.failures} failures, "
+                   f"{self.discrepancies} discrepancies in {self.seconds:.1f}s")
+        if as_json:
+            click.echo(summary, err=True)
+            data = dataclasses.asdict(self)
+            data["problems"] = self.problems[:50]
+            click.echo(json.dumps(data, sort_keys=True))
+        else:
+            click.echo(summary)
+            for key, value in self.details.items():
+                click.echo(f"  {key}: {value}")
+        if not self.ok:
+            sys.exit(1)
+
+
+@contextlib.contextmanager
+def database(kind: str, directory: Path) -> Iterator[str]:
+    """The URL of a fresh, empty database: a SQLite file or a new PostgreSQL database."""
+    if kind == "sqlite":
+        yield f"sqlite:///{directory / 'index.sqlite'}"
+        return
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    name = f"tuf_soak_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@dataclasses.dataclass
+class Sandbox:
+    """A bootstrapped repository in a temporary directory, with its own database."""
+
+    url: str
+    directory: Path
+    bins: int
+
+    @property
+    def metadata(self) -> Path:
+        return self.directory / "metadata"
+
+    @property
+    def simple(self) -> Path:
+        return self.directory / "simple"
+
+    @property
+    def packages(self) -> Path:
+        return self.directory / "packages"
+
+    @property
+    def settings_values(self) -> dict[str, Any]:
+        return {
+            "tuf.dev_keys_path": str(self.directory / "keys"),
+            "tuf.bin_count": self.bins,
+            "tuf.simple_renderer": "",
+            "tuf.storage.path": str(self.metadata),
+            "tuf.simple.path": str(self.simple),
+            "tuf.lock_timeout": "2m",
+        }
+
+    @property
+    def host_env(self) -> dict[str, str]:
+        """Environment for ``python -m dev ...`` (embedded mode) on this repository."""
+        env = {"TUF_DEV_MODE": "embedded", "TUF_DEV_DATA": str(self.directory / "host"),
+               "TUF_DEV_DATABASE_URL": self.url}
+        env.update((_ENVVARS[key], str(value)) for key, value in self.settings_values.items())
+        return env
+
+    def settings(self) -> TUFSettings:
+        return TUFSettings.from_settings(self.settings_values, environ={})
+
+    def manager(self, session: Session, storage: LocalStorage | None = None) -> TUFManager:
+        return TUFManager(session, self.settings(), storage or LocalStorage(self.metadata),
+                          LocalStorage(self.simple))
+
+    def run_child(self, args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+        """Run ``python -m dev.soak.killable`` on this repository."""
+        config = json.dumps({"url": self.url, "settings": self.settings_values,
+                             "packages": str(self.packages)})
+        return subprocess.run(
+            [sys.executable, "-m", "dev.soak.killable", config, *args],
+            capture_output=True, text=True, timeout=timeout, cwd=Path(__file__).parents[2],
+        )
+
+
+def store_file(packages: Path, name: str) -> tuple[str, tuple[int, str]]:
+    """Store a distribution file under a Warehouse-style path.
+
+    Returns its target path and (length, sha256). The bytes derive from the
+    name, so any process can tell what a name's target must be.
+    """
+    data = f"soak file {name}".encode()
+    digest = hashlib.blake2b(data, digest_size=32).hexdigest()
+    path = f"{digest[:2]}/{digest[2:4]}/{digest[4:]}/{name}"
+    target = packages / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    return path, (len(data), hashlib.sha256(data).hexdigest())
+
+
+def record_file(manager: TUFManager, packages: Path, name: str) -> tuple[str, tuple[int, str]]:
+    """Store a file and record it as a target, in the manager's (uncommitted) transaction."""
+    path, (length, sha256) = store_file(packages, name)
+    manager.record_target(path, length, {"sha256": sha256})
+    return path, (length, sha256)
+
+
+@contextlib.contextmanager
+def sandbox(kind: str = "sqlite", bins: int = 16) -> Iterator[Sandbox]:
+    """A bootstrapped repository (development keys) that is deleted afterwards."""
+    directory = Path(tempfile.mkdtemp(prefix="tuf-soak-"))
+    try:
+        with database(kind, directory) as url:
+            engine = create_engine(url)
+            upgrade(engine)
+            box = Sandbox(url, directory, bins)
+            with Session(engine) as session:
+                box.manager(session).bootstrap_development()
+            engine.dispose()
+            yield box
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+class VersionLog:
+    """Every metadata version ever observed in storage, by content hash.
+
+    A version number that names two different contents, or a timestamp that
+    goes backwards, is what a client would be hurt by. (Numbers may be skipped:
+    a number reserved by a run that died is never handed out again.)
+    """
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[str, int], str] = {}
+        self.conflicts: set[tuple[str, int, str]] = set()
+        self.last_timestamp = 0
+
+    def observe(self, metadata: Path, report: Report) -> None:
+        report.checks += 1
+        for path in metadata.iterdir() if metadata.is_dir() else ():
+            match = _VERSIONED.match(path.name)
+            if match:
+                self._record(match.group(2), int(match.group(1)), path.read_bytes(), report)
+            elif path.name == "timestamp.json":
+                data = path.read_bytes()
+                version = json.loads(data)["signed"]["version"]
+                if version < self.last_timestamp:
+                    report.discrepancy(f"timestamp.json went back from {self.last_timestamp} to {version}")
+                self.last_timestamp = max(self.last_timestamp, version)
+                self._record("timestamp", version, data, report)
+
+    def _record(self, role: str, version: int, data: bytes, report: Report) -> None:
+        digest = hashlib.sha256(data).hexdigest()
+        known = self.seen.setdefault((role, version), digest)
+        if known != digest and (role, version, digest) not in self.conflicts:
+            self.conflicts.add((role, version, digest))
+            report.discrepancy(f"version {version} of {role} names two different contents")
+
+
+def published_targets(metadata: Path) -> dict[str, tuple[int, str]]:
+    """Path -> (length, sha256) of every target the published metadata lists, read from storage."""
+    timestamp = json.loads((metadata / "timestamp.json").read_bytes())
+    version = timestamp["signed"]["meta"]["snapshot.json"]["version"]
+    snapshot = json.loads((metadata / f"{version}.snapshot.json").read_bytes())
+    listed = {}
+    for name, meta in snapshot["signed"]["meta"].items():
+        if name == "targets.json":
+            continue
+        role = json.loads((metadata / f"{meta['version']}.{name}").read_bytes())
+        for path, info in role["signed"]["targets"].items():
+            listed[path] = (info["length"], info["hashes"]["sha256"])
+    return listed
+
+
+def database_state(session: Session) -> dict[str, Any]:
+    """The extension's view in the database: targets, pending changes, unfinished roles."""
+    session.rollback()
+    return {
+        "targets": {path: (length, hashes["sha256"]) for path, length, hashes
+                    in session.execute(select(Target.path, Target.length, Target.hashes))},
+        "pending": session.scalar(select(func.count()).select_from(PendingChange)),
+        "unfinished": sorted(session.scalars(
+            select(RoleVersion.name).where(RoleVersion.reserved_version > RoleVersion.version)
+        )),
+    }
+
+
+def compare_targets(expected: dict, published: dict, report: Report, label: str) -> None:
+    """Report every target that is missing, extra, or listed with other bytes."""
+    report.checks += 1
+    missing = expected.keys() - published.keys()
+    extra = published.keys() - expected.keys()
+    changed = [p for p in expected.keys() & published.keys() if expected[p] != published[p]]
+    for kind, paths in (("missing", missing), ("extra", extra), ("different", changed)):
+        if paths:
+            report.discrepancy(f"{label}: {len(paths)} target(s) {kind}, e.g. {sorted(paths)[0]!r}")

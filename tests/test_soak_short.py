@@ -1,0 +1,42 @@
+"""Short versions of the reliability scenarios of ``python -m dev soak`` (full sizes: docs/reliability.md).
+
+Each runs the real harness (real SIGKILLs, real databases, real clients) with
+a small size and requires zero failures and zero discrepancies.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from dev.cli import dev
+from dev.soak.crash import run_crash
+from dev.soak.restore import run_restore
+
+
+def assert_clean(report, *, checks: int) -> None:
+    assert report.problems == []
+    assert (report.failures, report.discrepancies) == (0, 0)
+    assert report.checks >= checks
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_crash_at_random_points_of_publish_and_refresh(database):
+    report = run_crash(4, database=database, seed=7)
+    assert_clean(report, checks=4 * 7)
+    assert sum(report.details["kills"].values()) >= 1  # the seed makes at least one real kill
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_restore_from_an_older_backup_is_refused_then_recovered(database):
+    assert_clean(run_restore(1, database=database, seed=3), checks=6)
+
+
+def test_soak_command_ends_with_one_json_line():
+    result = CliRunner().invoke(dev, ["soak", "crash", "--trials", "2", "--seed", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["trials"] == 2
+    assert (figures["failures"], figures["discrepancies"]) == (0, 0)
