@@ -8,6 +8,7 @@ client that trusted the previous state updates and verifies targets.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 
@@ -17,6 +18,7 @@ from tuf.api.metadata import Metadata
 from tests.conftest import make_configurator
 from tests.keyholders import make_holder, run
 from tests.tufclient import Client
+from warehouse_tuf import ceremony
 from warehouse_tuf.cli import service
 
 
@@ -121,3 +123,259 @@ def test_full_ceremony_bootstrap_rotations_and_renewal(engine, tmp_path, holders
     assert sorted(p.name for p in metadata_dir.glob("*.root.json")) == [
         "1.root.json", "2.root.json", "3.root.json"
     ]
+
+
+# -- bad inputs: a clear one-line error, and nothing changes --------------------------
+
+
+def repository_state(engine, metadata_dir) -> tuple:
+    """Every role row and every stored file: equal before and after a refused command."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from warehouse_tuf.models import PendingChange, RoleVersion, Target
+
+    with Session(engine) as session:
+        roles = sorted((r.name, r.version, r.reserved_version, r.sha256) for r in session.scalars(select(RoleVersion)))
+        targets = sorted(t.path for t in session.scalars(select(Target)))
+        pending = sorted(c.id for c in session.scalars(select(PendingChange)))
+    files = {p.name: p.read_bytes() for p in metadata_dir.iterdir()} if metadata_dir.exists() else {}
+    return roles, targets, pending, files
+
+
+def one_line_error(result) -> str:
+    assert result.exit_code == 1, result.output
+    message = result.stderr.strip()
+    assert message.startswith("error: ") and "\n" not in message, message
+    assert "Traceback" not in result.output
+    return message
+
+
+def v1_payload(h, *, bins: int = 16, sign: tuple[str, ...] = ("root1", "root2", "targets1", "targets2")):
+    now = ceremony.utcnow()
+    keys = {name: ceremony.load_public_key(holder.public) for name, holder in h.items()}
+    root, targets = ceremony.build_roles(
+        root=ceremony.RoleSpec([keys["root1"], keys["root2"], keys["root3"]], 2),
+        targets=ceremony.RoleSpec([keys["targets1"], keys["targets2"]], 2),
+        online=ceremony.RoleSpec([keys["online1"]], 1),
+        bin_bits=ceremony.bin_bits(bins), bin_prefix="bins",
+        root_expires=now + datetime.timedelta(days=365), targets_expires=now + datetime.timedelta(days=365),
+    )
+    payload = ceremony.Payload(root=root, targets=targets)
+    for name in sign:
+        payload.sign(h[name].uri)
+    return payload
+
+
+def edited(payload: ceremony.Payload, edit) -> bytes:
+    """The payload's JSON after ``edit(obj)``: what a careless or hostile hand produces."""
+    obj = json.loads(payload.to_bytes())
+    edit(obj)
+    return json.dumps(obj).encode()
+
+
+def resign(payload_bytes: bytes, h, names) -> bytes:
+    payload = ceremony.Payload.from_bytes(payload_bytes)
+    for role, md in payload.roles():
+        md.signatures.clear()
+    for name in names:
+        payload.sign(h[name].uri)
+    return payload.to_bytes()
+
+
+def _set(path: str, value):
+    def edit(obj):
+        *parents, last = path.split(".")
+        node = obj
+        for part in parents:
+            node = node[int(part)] if part.isdigit() else node[part]
+        node[last] = value
+    return edit
+
+
+PAST = "2020-01-01T00:00:00Z"
+ALL_V1 = ("root1", "root2", "targets1", "targets2")
+
+#: (name, payload bytes from the holders, expected words of the one-line error)
+BOOTSTRAP_CASES = [
+    ("malformed JSON", lambda h: b'{"warehouse_tuf_ceremony": 1, "root": {', "not valid JSON"),
+    ("not a payload", lambda h: json.dumps({"signed": {}, "signatures": []}).encode(),
+     "not a warehouse-tuf ceremony payload"),
+    ("unknown field", lambda h: edited(v1_payload(h), _set("extra", 1)), "unknown payload field"),
+    ("unknown key type", lambda h: edited(v1_payload(h), lambda o: next(iter(o["root"]["signed"]["keys"].values())).update(keytype="quantum")),
+     "Unsupported public key quantum"),
+    ("root threshold not met", lambda h: v1_payload(h, sign=("root1", "targets1", "targets2")).to_bytes(),
+     "root v1 is signed by 1 of the 2 keys root v1 requires for root"),
+    ("targets threshold not met", lambda h: v1_payload(h, sign=("root1", "root2", "targets2")).to_bytes(),
+     "targets v1 is signed by 1 of the 2 keys root v1 requires for targets"),
+    ("signature by a key root does not list", lambda h: edited(
+        v1_payload(h, sign=("root1", "targets1", "targets2")),
+        lambda o: o["root"]["signatures"].append({"keyid": h["outsider"].keyid, "sig": "00" * 64})),
+     "root v1 is signed by 1 of the 2 keys"),
+    ("the same signature twice counts once", lambda h: edited(
+        v1_payload(h, sign=("root1", "targets1", "targets2")),
+        lambda o: o["root"]["signatures"].append(dict(o["root"]["signatures"][0]))),
+     "root v1 is signed by 1 of the 2 keys"),
+    ("two signatures by one key", lambda h: edited(
+        v1_payload(h), lambda o: o["root"]["signatures"].append({"keyid": o["root"]["signatures"][0]["keyid"], "sig": "11" * 64})),
+     "two different signatures by key"),
+    ("payload edited after signing", lambda h: edited(v1_payload(h), _set("root.signed.roles.root.threshold", 1)),
+     "does not verify (was the payload edited after it was signed?)"),
+    ("root expiry in the past", lambda h: resign(edited(v1_payload(h, sign=()), _set("root.signed.expires", PAST)), h, ALL_V1),
+     "root v1 expired on 2020-01-01"),
+    ("targets expiry in the past", lambda h: resign(edited(v1_payload(h, sign=()), _set("targets.signed.expires", PAST)), h, ALL_V1),
+     "targets v1 expired on 2020-01-01"),
+    ("root version not 1", lambda h: resign(edited(v1_payload(h, sign=()), _set("root.signed.version", 2)), h, ALL_V1),
+     "root version is 2, expected 1"),
+    ("online key mismatch", lambda h: resign(edited(v1_payload(h, sign=()), lambda o: o["targets"]["signed"]["delegations"].update(
+        keys={h["outsider"].keyid: ceremony.load_public_key(h["outsider"].public).to_dict()},
+        succinct_roles={**o["targets"]["signed"]["delegations"]["succinct_roles"], "keyids": [h["outsider"].keyid]})), h, ALL_V1),
+     "must trust the same online key(s)"),
+    ("no consistent snapshots", lambda h: resign(edited(v1_payload(h, sign=()), _set("root.signed.consistent_snapshot", False)), h, ALL_V1),
+     "consistent_snapshot"),
+    ("targets listing targets", lambda h: resign(edited(v1_payload(h, sign=()), _set("targets.signed.targets", {"a/b": {"length": 1, "hashes": {"sha256": "00" * 32}}})), h, ALL_V1),
+     "must not list targets itself"),
+    ("root without targets", lambda h: edited(v1_payload(h), _set("targets", None)), "bootstrap needs root v1 and targets v1 together"),
+    ("bin count unlike the settings", lambda h: v1_payload(h, bins=32).to_bytes(),
+     "targets delegates to 32 bins but the settings ask for 16"),
+]
+
+
+@pytest.mark.parametrize("case", BOOTSTRAP_CASES, ids=[c[0] for c in BOOTSTRAP_CASES])
+def test_bad_bootstrap_payload_is_refused_and_changes_nothing(case, engine, tmp_path, holders):
+    _, make, words = case
+    holders["outsider"] = make_holder(tmp_path, "outsider")
+    config = make_configurator(engine, tmp_path, **{"tuf.online_signers": holders["online1"].uri})
+    payload = tmp_path / "payload.json"
+    payload.write_bytes(make(holders))
+    before = repository_state(engine, tmp_path / "metadata")
+    message = one_line_error(run(config, "bootstrap", payload, ok=None))
+    assert words in message
+    assert repository_state(engine, tmp_path / "metadata") == before
+    assert not (tmp_path / "metadata").exists() or not any((tmp_path / "metadata").iterdir())
+
+
+def _init_args(h, **change):
+    args = {"--root-key": [h["root1"].public, h["root2"].public, h["root3"].public], "--root-threshold": [2],
+            "--targets-key": [h["targets1"].public, h["targets2"].public], "--targets-threshold": [2],
+            "--online-key": [h["online1"].public], "--bin-count": [16]}
+    args.update(change)
+    return [str(a) for option, values in args.items() for value in values for a in (option, value)]
+
+
+def _json_key_file(tmp_path, keytype: str):
+    path = tmp_path / "odd-key.json"
+    path.write_text(json.dumps({"keytype": keytype, "scheme": "ed25519", "keyval": {"public": "ab" * 32}}))
+    return path
+
+
+def _spec_file(tmp_path):
+    path = tmp_path / "spec.json"
+    path.write_text("{root_key: [")
+    return path
+
+
+INIT_CASES = [
+    ("bin count not a power of two", lambda h, t: _init_args(h, **{"--bin-count": [100]}), "must be a power of two"),
+    ("threshold above the key count", lambda h, t: _init_args(h, **{"--root-threshold": [4]}),
+     "threshold 4 must be from 1 to the number of keys (3)"),
+    ("threshold zero", lambda h, t: _init_args(h, **{"--targets-threshold": [0]}), "threshold 0 must be from 1"),
+    ("unknown key type", lambda h, t: _init_args(h, **{"--online-key": [_json_key_file(t, "quantum")]}),
+     "unsupported key type 'quantum'"),
+    ("a private key handed around", lambda h, t: _init_args(h, **{"--online-key": [h["online1"].private]}),
+     "holds a private key: give the public key only"),
+    ("the same key twice", lambda h, t: _init_args(h, **{"--targets-key": [h["targets1"].public, h["targets1"].public]}),
+     "the same key is given twice"),
+    ("a missing key file", lambda h, t: _init_args(h, **{"--root-key": [t / "nowhere.pem"]}), "cannot read key file"),
+    ("a spec file that is not JSON", lambda h, t: ["--spec", str(_spec_file(t))], "cannot read"),
+]
+
+
+@pytest.mark.parametrize("case", INIT_CASES, ids=[c[0] for c in INIT_CASES])
+def test_bad_init_input_is_refused_and_writes_nothing(case, tmp_path, holders):
+    _, make, words = case
+    output = tmp_path / "payload.json"
+    result = run(None, "ceremony", "init", *make(holders, tmp_path), "-o", output, ok=None)
+    assert result.exit_code != 0
+    message = result.stderr.strip().splitlines()[-1]
+    assert words in message, result.output
+    assert not output.exists()
+
+
+SIGN_CASES = [
+    ("a key the payload does not list", lambda h: ["--key", h["outsider"].uri], "none of the 5 keys this payload asks"),
+    ("a key id the payload does not list", lambda h: ["--key", h["root1"].uri, "--keyid", h["outsider"].keyid],
+     "is not a key this payload asks to sign with"),
+    ("a key that is not the key id given", lambda h: ["--key", h["root1"].uri, "--keyid", h["root2"].keyid],
+     "cannot sign for key"),
+    ("a digest other than the one read aloud", lambda h: ["--key", h["root1"].uri, "--expect-digest", "0000 1111"],
+     "not the one read aloud: do not sign"),
+    ("a missing private key", lambda h: ["--key", "file2:/nonexistent/key.pem"], "none of the 5 keys"),
+]
+
+
+@pytest.mark.parametrize("case", SIGN_CASES, ids=[c[0] for c in SIGN_CASES])
+def test_bad_signing_is_refused_and_leaves_the_payload_unchanged(case, tmp_path, holders):
+    _, make, words = case
+    holders["outsider"] = make_holder(tmp_path, "outsider")
+    payload = tmp_path / "payload.json"
+    payload.write_bytes(v1_payload(holders, sign=("root2",)).to_bytes())
+    before = payload.read_bytes()
+    assert words in one_line_error(run(None, "ceremony", "sign", payload, *make(holders), ok=None))
+    assert payload.read_bytes() == before
+
+
+def _next(h, metadata_dir, *, root_names=(), targets_names=(), **changes) -> ceremony.Payload:
+    current_root = Metadata.from_file(str(metadata_dir / "1.root.json"))
+    current_targets = Metadata.from_file(str(metadata_dir / "1.targets.json"))
+    root, targets = ceremony.next_roles(current_root, current_targets, **changes)
+    payload = ceremony.Payload(trusted_root=current_root, root=root, targets=targets)
+    for name in (*root_names, *targets_names):
+        payload.sign(h[name].uri)
+    return payload
+
+
+def _key(h, name):
+    return ceremony.load_public_key(h[name].public)
+
+
+INSTALL_CASES = [
+    ("root version not N+1", lambda h, m: resign(edited(_next(h, m, root_expiry=datetime.timedelta(days=30)),
+                                                        _set("root.signed.version", 3)), h, ("root1", "root2")),
+     "root version is 3, expected 2"),
+    ("new root not signed by the old root's threshold", lambda h, m: _next(
+        h, m, add_root_keys=[_key(h, "root4"), _key(h, "outsider")], root_threshold=2,
+        remove_root_keys=[h["root1"].keyid, h["root2"].keyid], root_names=("root4", "outsider")).to_bytes(),
+     "root v2 is signed by 0 of the 2 keys root v1 requires for root"),
+    ("new root not signed by its own threshold", lambda h, m: _next(
+        h, m, add_root_keys=[_key(h, "root4")], root_threshold=3, root_names=("root1", "root2")).to_bytes(),
+     "root v2 is signed by 2 of the 3 keys root v2 requires for root"),
+    ("online key changed in root but not in targets", lambda h, m: edited(
+        _next(h, m, online_keys=[_key(h, "online2")], root_names=("root1", "root2")), _set("targets", None)),
+     "changes the online key: the payload must also hold the next targets"),
+    ("targets version not M+1", lambda h, m: resign(edited(_next(h, m, targets_expiry=datetime.timedelta(days=30)),
+                                                          _set("targets.signed.version", 5)), h, ("targets1", "targets2")),
+     "targets version is 5, expected 2"),
+    ("renewed targets expiring in the past", lambda h, m: resign(edited(
+        _next(h, m, targets_expiry=datetime.timedelta(days=30)), _set("targets.signed.expires", PAST)), h, ("targets1", "targets2")),
+     "targets v2 expired on 2020-01-01"),
+    ("a bootstrap payload", lambda h, m: v1_payload(h).to_bytes(), "this payload is a bootstrap payload"),
+    ("online key rotation without the new key's signer", lambda h, m: _next(
+        h, m, online_keys=[_key(h, "online2")], root_names=("root1", "root2"), targets_names=("targets1", "targets2")).to_bytes(),
+     "rotating the online key needs signers for the old and the new key(s): 0 configured for the new one(s)"),
+]
+
+
+@pytest.mark.parametrize("case", INSTALL_CASES, ids=[c[0] for c in INSTALL_CASES])
+def test_bad_install_payload_is_refused_and_changes_nothing(case, engine, tmp_path, holders):
+    _, make, words = case
+    holders["outsider"] = make_holder(tmp_path, "outsider")
+    config = make_configurator(engine, tmp_path, **{"tuf.online_signers": holders["online1"].signer_entry})
+    bootstrap = tmp_path / "v1.json"
+    bootstrap.write_bytes(v1_payload(holders).to_bytes())
+    run(config, "bootstrap", bootstrap)
+    payload = tmp_path / "next.json"
+    payload.write_bytes(make(holders, tmp_path / "metadata"))
+    before = repository_state(engine, tmp_path / "metadata")
+    assert words in one_line_error(run(config, "install", payload, ok=None))
+    assert repository_state(engine, tmp_path / "metadata") == before
