@@ -1,0 +1,132 @@
+"""Key rotation as clients see it: after every single storage write, clients on the
+old and on the new state refresh and verify a target.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import shutil
+
+import pytest
+from tuf.api.metadata import Metadata
+
+from tests.keyholders import make_holder
+from tests.test_ceremony import v1_payload
+from tests.tufclient import Client
+from tests.conftest import make_settings
+from warehouse_tuf import ceremony
+from warehouse_tuf.services import TUFManager
+from warehouse_tuf.storage import LocalStorage
+
+
+class WatchedStorage(LocalStorage):
+    """Local storage that lets the test look at the repository after each write."""
+
+    def __init__(self, base, after_write) -> None:
+        super().__init__(base)
+        self.after_write = after_write
+
+    def put_many(self, files) -> None:
+        super().put_many(files)
+        self.after_write(sorted(files))
+
+
+def clone(client: Client) -> Client:
+    """A client trusting exactly what ``client`` trusts now."""
+    twin = Client(client.metadata, client.fetcher.roots.get("https://tuf.test/targets/"))
+    shutil.rmtree(twin.cache)
+    shutil.copytree(client.cache, twin.cache)
+    twin._bootstrap = None
+    return twin
+
+
+@pytest.fixture
+def holders(tmp_path):
+    names = ["root1", "root2", "root3", "root4", "targets1", "targets2", "targets3", "online1", "online2"]
+    return {name: make_holder(tmp_path, name) for name in names}
+
+
+def next_payload(h, metadata_dir, signers, **changes) -> ceremony.Payload:
+    def newest(role):
+        return max(metadata_dir.glob(f"*.{role}.json"), key=lambda p: int(p.name.split(".")[0]))
+
+    current_root = Metadata.from_file(str(newest("root")))
+    current_targets = Metadata.from_file(str(newest("targets")))
+    root, targets = ceremony.next_roles(current_root, current_targets, **changes)
+    payload = ceremony.Payload(trusted_root=current_root, root=root, targets=targets)
+    for name in signers:
+        payload.sign(h[name].uri)
+    return payload
+
+
+def key(h, name):
+    return ceremony.load_public_key(h[name].public)
+
+
+@pytest.mark.parametrize("rotation", ["online key", "targets key", "root key"])
+def test_clients_on_either_root_verify_after_every_write_of_a_rotation(rotation, db, tmp_path, holders):
+    h = holders
+    metadata_dir, targets_dir = tmp_path / "metadata", tmp_path / "packages"
+    checks: list[tuple[list[str], str]] = []
+    observers: list[Client] = []
+    followers: list[Client] = []
+
+    def check_clients(written):
+        # A client that last refreshed before the rotation, and one that refreshes at every write.
+        for client in [clone(observer) for observer in observers] + followers:
+            try:
+                assert client.download(path) == b"kept"
+            except Exception as exc:  # any refusal by a client is the failure we look for
+                checks.append((written, f"{type(exc).__name__}: {exc}"))
+            else:
+                checks.append((written, "ok"))
+
+    settings = make_settings(tmp_path, **{"tuf.online_signers": h["online1"].signer_entry})
+    storage = WatchedStorage(metadata_dir, check_clients)
+    manager = TUFManager(db, settings, storage, LocalStorage(tmp_path / "simple"))
+    manager.bootstrap(*(v1_payload(h).role_bytes(role) for role in ("root", "targets")))
+    (targets_dir / "k").mkdir(parents=True)
+    (targets_dir / "k" / "kept.whl").write_bytes(b"kept")
+    path = "k/kept.whl"
+    manager.record_target(path, 4, {"sha256": hashlib.sha256(b"kept").hexdigest()})
+    db.commit()
+    manager.publish()
+    old = Client(metadata_dir, targets_dir)
+    assert old.download(path) == b"kept"
+    observers.append(old)
+    followers.append(clone(old))
+
+    signer_uris = None
+    if rotation == "online key":
+        payload = next_payload(h, metadata_dir, ("root1", "root2", "targets1", "targets2"),
+                               online_keys=[key(h, "online2")])
+        signer_uris = (h["online1"].signer_entry, h["online2"].signer_entry)
+    elif rotation == "targets key":
+        payload = next_payload(h, metadata_dir, ("root1", "root2", "targets1", "targets2", "targets3"),
+                               add_targets_keys=[key(h, "targets3")], remove_targets_keys=[h["targets2"].keyid])
+    else:
+        payload = next_payload(h, metadata_dir, ("root1", "root2", "root4"), add_root_keys=[key(h, "root4")],
+                               remove_root_keys=[h["root3"].keyid], root_threshold=3,
+                               root_expiry=datetime.timedelta(days=200))
+    assert payload.problems() == []
+    result = manager.install(payload.role_bytes("root"), payload.role_bytes("targets"), signer_uris)
+    assert result.root_version == 2
+    assert result.online_key_rotated is (rotation == "online key")
+    failures = [c for c in checks if c[1] != "ok"]
+    assert not failures, failures
+    assert len(checks) >= 6  # snapshot, timestamp and root writes at least, each seen by both clients
+    new = clone(old)
+    assert new.download(path) == b"kept"
+    trusted_root = Metadata.from_file(str(new.cache / "root.json"))
+    assert trusted_root.signed.version == 2
+    if rotation == "online key":
+        # Every online role is now signed by the new key alone.
+        timestamp = Metadata.from_bytes((metadata_dir / "timestamp.json").read_bytes())
+        assert set(timestamp.signatures) == {h["online2"].keyid}
+        snapshot_version = timestamp.signed.snapshot_meta.version
+        snapshot = Metadata.from_bytes((metadata_dir / f"{snapshot_version}.snapshot.json").read_bytes())
+        for meta_name, meta in snapshot.signed.meta.items():
+            if meta_name.startswith("bins-"):
+                bin_md = Metadata.from_bytes((metadata_dir / f"{meta.version}.{meta_name}").read_bytes())
+                assert set(bin_md.signatures) == {h["online2"].keyid}
