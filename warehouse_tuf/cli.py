@@ -395,3 +395,36 @@ def install(config: Any, payload_file: str, online_signer: tuple[str, ...]) -> N
     click.echo(f"installed: root v{result.root_version}, targets v{result.targets_version}"
                + (", online key rotated" if result.online_key_rotated else "")
                + f"; timestamp {result.timestamp_version}")
+
+
+# -- auditing and housekeeping -------------------------------------------------------
+
+
+@tuf.command("verify")
+@click.argument("metadata_url")
+@click.option("--root", "root_file", type=click.File("rb"),
+              help="A root you trust (else 1.root.json is fetched: trust on first use).")
+@click.option("--targets-url", help="Where distribution files are served, to sample them.")
+@click.option("--simple-url", help="Where hash-prefixed simple pages are served, to sample them.")
+@click.option("--sample", type=click.IntRange(min=0), default=10, show_default=True,
+              help="How many targets to download and check.")
+@click.option("--state", "state_file", type=click.Path(dir_okay=False),
+              help="Remember each version's bytes here; a later audit flags a version rewritten.")
+def verify_repository(metadata_url, root_file, targets_url, simple_url, sample, state_file) -> None:
+    """Audit a published repository as an outsider; exit 1 naming every problem."""
+    from pathlib import Path
+
+    from warehouse_tuf.verify import audit
+
+    report = audit(
+        metadata_url, root=root_file.read() if root_file else None, targets_url=targets_url,
+        simple_url=simple_url, sample=sample, state_file=Path(state_file) if state_file else None,
+    )
+    for problem in report.problems:
+        click.echo(f"problem: {problem}")
+    summary = (f"timestamp {report.timestamp_version}, snapshot {report.snapshot_version}, "
+               f"{report.bins_checked} bins checked, {report.targets_sampled} targets sampled")
+    if report.problems:
+        click.echo(f"FAILED ({len(report.problems)} problem(s)): {summary}", err=True)
+        sys.exit(1)
+    click.echo(f"ok: {summary}")
