@@ -428,3 +428,19 @@ def verify_repository(metadata_url, root_file, targets_url, simple_url, sample, 
         click.echo(f"FAILED ({len(report.problems)} problem(s)): {summary}", err=True)
         sys.exit(1)
     click.echo(f"ok: {summary}")
+
+
+@tuf.command()
+@click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
+@click.pass_obj
+def gc(config: Any, dry_run: bool) -> None:
+    """Delete metadata versions outside the retention window (tuf.retention); never a root."""
+    try:
+        with service(config) as tuf_service:
+            result = tuf_service.gc(dry_run=dry_run)
+    except (RepositoryError, ConfigurationError) as exc:
+        _fail(exc)
+    for name in result.deleted:
+        click.echo(f"{'would delete' if dry_run else 'deleted'} {name}")
+    click.echo(f"{len(result.deleted)} version(s) {'to delete' if dry_run else 'deleted'}, "
+               f"{result.kept} kept (roots are always kept)")

@@ -39,6 +39,12 @@ class ITUFService(Interface):
     def recover():
         """After a database restore, resume version numbers from what storage has published."""
 
+    def install(root_bytes, targets_bytes, online_signers=None):
+        """Install offline-signed root N+1 and/or targets M+1 (rotation, renewal)."""
+
+    def gc(dry_run=False):
+        """Delete metadata versions outside the retention window (never a root)."""
+
     def status():
         """Role versions, expiries, pending count and the time of the last publish."""
 

@@ -86,6 +86,15 @@ class InstallResult:
 
 
 @dataclass
+class GCResult:
+    """What :meth:`TUFManager.gc` deleted, and how many versions it kept."""
+
+    deleted: list[str] = field(default_factory=list)
+    kept: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
 class PublishResult:
     """What one publish or refresh did."""
 
@@ -836,6 +845,43 @@ class TUFManager:
 
     def _bin_name(self, index: int) -> str:
         return targetlib.bin_name(index, self.settings.bin_bits, self.settings.bin_name_prefix)
+
+    # -- garbage collection -------------------------------------------------------------
+
+    def gc(self, *, dry_run: bool = False, now: datetime.datetime | None = None) -> GCResult:
+        """Delete metadata versions that expired more than ``tuf.retention`` ago.
+
+        Never a root (every ``N.root.json`` stays: clients walk them one by one),
+        never ``timestamp.json``, never a version the current timestamp reaches.
+        A version still within its expiry may be what a client is fetching right
+        now, so only long-expired ones go.
+        """
+        started = time.monotonic()
+        reachable = self._published_versions()
+        cutoff = (now or utcnow()) - self.settings.retention
+        result = GCResult()
+        for name in self.storage.list():
+            version, _, rest = name.partition(".")
+            role = rest.removesuffix(".json")
+            if not version.isdigit() or role == rest or role == "root" or "/" in name:
+                continue
+            if reachable.get(role) == int(version):
+                result.kept += 1
+                continue
+            try:
+                expires = datetime.datetime.fromisoformat(json.loads(self.storage.get(name))["signed"]["expires"])
+            except (ValueError, KeyError, TypeError, FileNotFoundError):
+                continue  # not ours to judge; leave it
+            if expires >= cutoff:
+                result.kept += 1
+                continue
+            if not dry_run:
+                self.storage.delete(name)
+            result.deleted.append(name)
+        result.seconds = time.monotonic() - started
+        log.info("tuf gc deleted=%d kept=%d dry_run=%s seconds=%.3f",
+                 len(result.deleted), result.kept, dry_run, result.seconds)
+        return result
 
     # -- status ------------------------------------------------------------------------
 

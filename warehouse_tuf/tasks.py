@@ -25,4 +25,9 @@ def refresh(request) -> None:
     request.find_service(ITUFService, context=None).refresh()
 
 
-TASKS = (publish, publish_pending, refresh)
+def gc(request) -> None:
+    """Periodic: delete metadata versions outside the retention window."""
+    request.find_service(ITUFService, context=None).gc()
+
+
+TASKS = (publish, publish_pending, refresh, gc)
