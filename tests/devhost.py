@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -25,6 +26,16 @@ from warehouse_tuf.models import PendingChange
 
 ROOT = Path(__file__).resolve().parent.parent
 USERNAME = PASSWORD = "tuf-dev"
+
+
+@dataclasses.dataclass
+class Host:
+    """A served development host: its URL, data directory, database and settings (env)."""
+
+    base: str
+    data: Path
+    engine: Any
+    env: dict[str, str]
 
 
 def dev_config(data: Path, database_url: str, **settings: Any) -> Any:
@@ -210,10 +221,10 @@ def tufjs_verify(base: str, workdir: Path, targets: list[tuple[str, bool]]) -> l
     return json.loads(result.stdout)
 
 
-def start_server(data: Path, env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
-    """``python -m dev serve`` on a free local port; returns it once it answers."""
+def start_server(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
+    """``python -m dev serve`` on a free local port; returns it, and its URL, once it answers."""
     port = free_port()
-    server = start_dev_process("serve", "--port", str(port), env={"TUF_DEV_DATA": str(data), **env}, log=log)
+    server = start_dev_process("serve", "--port", str(port), env=env, log=log)
     base = f"http://127.0.0.1:{port}"
 
     def answers() -> bool:

@@ -2,7 +2,8 @@
 
 twine uploads a real sdist and wheel; python-tuf's ngclient and tuf-js verify
 them and the project's pages; pip installs from /simple/; deletions over the
-API take the targets away. The tests of this module run in order on one server.
+API take the targets away. The tests of this module run in order on one server;
+test_e2e_distributed.py runs the same ones on the distributed host.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dev.tasks import wait_for_embedded_tasks
 from tests.devhost import (
     PASSWORD,
     USERNAME,
+    Host,
     HTTPClient,
     build_dists,
     dev_command,
@@ -46,12 +48,12 @@ JSON_ACCEPT = "application/vnd.pypi.simple.v1+json"
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory):
-    """The embedded host, serving on a local port, with its data directory."""
+    """The embedded host, serving on a local port."""
     data = tmp_path_factory.mktemp("embedded") / "data"
-    server, base = start_server(data, {"TUF_DEV_MODE": "embedded", "TUF_BIN_COUNT": "256"},
-                                log=data.parent / "serve.log")
+    env = {"TUF_DEV_DATA": str(data), "TUF_DEV_MODE": "embedded", "TUF_BIN_COUNT": "256"}
+    server, base = start_server(env, log=data.parent / "serve.log")
     engine = create_engine(f"sqlite:///{data / 'index.sqlite'}")
-    yield base, data, engine
+    yield Host(base, data, engine, env)
     stop(server)
     engine.dispose()
 
@@ -63,15 +65,14 @@ def dists(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def uploaded(host, dists):
-    base, _, engine = host
-    result = twine_upload(base, *dists)
+    result = twine_upload(host.base, *dists)
     assert result.returncode == 0, result.stdout + result.stderr
-    wait_until(lambda: pending_count(engine) == 0, 120, "the upload to be published")
+    wait_until(lambda: pending_count(host.engine) == 0, 120, "the upload to be published")
     return dists
 
 
 def test_wrong_credentials_are_refused_and_change_nothing(host, dists):
-    base, _, engine = host
+    base, engine = host.base, host.engine
     result = twine_upload(base, dists[0], password="wrong")
     assert result.returncode != 0 and "403" in result.stdout + result.stderr
     with Session(engine) as session:
@@ -81,7 +82,7 @@ def test_wrong_credentials_are_refused_and_change_nothing(host, dists):
 
 
 def test_ngclient_verifies_both_distributions_and_both_pages(host, uploaded):
-    base, data, _ = host
+    base = host.base
     client = HTTPClient(base)
     for dist in uploaded:
         assert client.download(dist_path(dist)) == dist.read_bytes()
@@ -93,7 +94,7 @@ def test_ngclient_verifies_both_distributions_and_both_pages(host, uploaded):
     assert client.download(JSON_PAGE, page=True) == json_page
     assert sorted(f["filename"] for f in json.loads(json_page)["files"]) == sorted(d.name for d in uploaded)
     # A tampered distribution is refused.
-    stored = data / "packages" / dist_path(uploaded[1])
+    stored = host.data / "packages" / dist_path(uploaded[1])
     original = stored.read_bytes()
     stored.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
     try:
@@ -104,7 +105,7 @@ def test_ngclient_verifies_both_distributions_and_both_pages(host, uploaded):
 
 
 def test_tufjs_verifies_a_distribution_and_a_page(host, uploaded, tmp_path):
-    base, _, _ = host
+    base = host.base
     wheel = uploaded[1]
     results = tufjs_verify(base, tmp_path / "tufjs", [(dist_path(wheel), False), (HTML_PAGE, True),
                                                       (f"{PROJECT}/missing.whl", False)])
@@ -119,26 +120,23 @@ def test_tufjs_verifies_a_distribution_and_a_page(host, uploaded, tmp_path):
 
 
 def test_pip_installs_from_the_simple_index(host, uploaded, tmp_path):
-    base, _, _ = host
-    result = pip_install(base, PROJECT, tmp_path / "target")
+    result = pip_install(host.base, PROJECT, tmp_path / "target")
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "target" / "tuf_e2e_demo" / "__init__.py").read_text() == 'VERSION = "1.0"\n'
 
 
 def test_tuf_status_and_publish_commands_work_against_the_host(host, uploaded):
-    base, data, _ = host
-    env = {"TUF_DEV_DATA": str(data), "TUF_DEV_MODE": "embedded", "TUF_BIN_COUNT": "256"}
-    status = dev_command("tuf", "status", "--json", env=env)
+    status = dev_command("tuf", "status", "--json", env=host.env)
     assert status.returncode == 0, status.stderr
     report = json.loads(status.stdout)
     assert report["bootstrapped"] and report["pending"] == 0 and report["problems"] == []
     assert report["targets"] == 4  # two distributions, two pages
-    publish = dev_command("tuf", "publish", env=env)
+    publish = dev_command("tuf", "publish", env=host.env)
     assert (publish.returncode, publish.stdout.strip()) == (0, "nothing to publish")
 
 
 def test_deleting_the_release_then_the_project_removes_their_targets(host, uploaded):
-    base, _, engine = host
+    base, engine = host.base, host.engine
     client = HTTPClient(base)
     assert client.download(dist_path(uploaded[0])) == uploaded[0].read_bytes()
 

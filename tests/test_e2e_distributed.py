@@ -1,0 +1,141 @@
+"""End to end on the distributed host: PostgreSQL, Redis, two Celery workers and beat.
+
+Every process is real and separate: ``python -m dev serve`` (web), two
+``python -m dev worker`` and one ``python -m dev beat``, with a Redis server
+of this module's own (so it can be stopped) and a PostgreSQL database of its
+own. The end-to-end tests of the embedded host run here unchanged, then a
+broker outage: the upload succeeds and is published once Redis is back.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+
+import pytest
+from sqlalchemy import create_engine
+
+from tests.conftest import _postgres_database
+from tests.devhost import (
+    Host,
+    HTTPClient,
+    build_dists,
+    dist_path,
+    free_port,
+    pending_count,
+    start_dev_process,
+    start_server,
+    stop,
+    twine_upload,
+    wait_until,
+)
+from tests import test_e2e_embedded as embedded
+
+pytestmark = pytest.mark.distributed
+
+# The embedded host's fixtures and end-to-end tests, in their order, on this host.
+dists, uploaded = embedded.dists, embedded.uploaded
+test_wrong_credentials_are_refused_and_change_nothing = (
+    embedded.test_wrong_credentials_are_refused_and_change_nothing)
+test_ngclient_verifies_both_distributions_and_both_pages = (
+    embedded.test_ngclient_verifies_both_distributions_and_both_pages)
+test_pip_installs_from_the_simple_index = embedded.test_pip_installs_from_the_simple_index
+test_tuf_status_and_publish_commands_work_against_the_host = (
+    embedded.test_tuf_status_and_publish_commands_work_against_the_host)
+test_deleting_the_release_then_the_project_removes_their_targets = (
+    embedded.test_deleting_the_release_then_the_project_removes_their_targets)
+
+
+class RedisServer:
+    """A private redis-server on a local port, which a test may stop and start again."""
+
+    def __init__(self, directory) -> None:
+        self.port = free_port()
+        self.directory = directory
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        if shutil.which("redis-server") is None:
+            pytest.fail("redis-server is required for the distributed tests")
+        log = (self.directory / "redis.log").open("ab")
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.directory)],
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+        wait_until(self._answers, 30, f"redis-server on port {self.port}")
+
+    def _answers(self) -> bool:
+        import redis
+
+        try:
+            return redis.Redis(port=self.port, socket_connect_timeout=1).ping()
+        except redis.ConnectionError:
+            return False
+
+    def stop(self) -> None:
+        stop(self.process)
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    yield from _postgres_database()
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory, broker, postgres_url):
+    root = tmp_path_factory.mktemp("distributed")
+    env = {
+        "TUF_DEV_DATA": str(root / "data"), "TUF_DEV_MODE": "distributed",
+        "TUF_DEV_DATABASE_URL": postgres_url,
+        "TUF_DEV_BROKER_URL": f"redis://127.0.0.1:{broker.port}/0",
+        "TUF_BIN_COUNT": "16", "TUF_PUBLISH_INTERVAL": "2s",
+    }
+    server, base = start_server(env, log=root / "serve.log")
+    processes = [server]
+    engine = create_engine(postgres_url)
+    try:
+        for name in ("worker1", "worker2"):
+            processes.append(start_dev_process("worker", f"--hostname={name}@%h", env=env,
+                                               log=root / f"{name}.log"))
+        processes.append(start_dev_process("beat", env=env, log=root / "beat.log"))
+        yield Host(base, root / "data", engine, env)
+    finally:
+        for process in processes:
+            stop(process)
+        engine.dispose()
+
+
+def test_both_workers_run_tasks_that_beat_sends(host, uploaded):
+    logs = [host.data.parent / f"worker{n}.log" for n in (1, 2)]
+
+    def both_ran_the_periodic_publish() -> bool:
+        return all("warehouse_tuf.tasks.publish_pending[" in log.read_text() and "succeeded" in log.read_text()
+                   for log in logs)
+
+    wait_until(both_ran_the_periodic_publish, 120, "both workers to run tasks sent by beat")
+
+
+def test_an_upload_while_the_broker_is_down_is_published_once_it_is_back(host, broker, tmp_path):
+    wheel = build_dists(tmp_path, "tuf-outage-demo", "1.0")[1]
+    broker.stop()
+    try:
+        result = twine_upload(host.base, wheel)
+        assert result.returncode == 0, result.stdout + result.stderr
+        time.sleep(3)  # more than one beat period: without a broker nothing publishes
+        assert pending_count(host.engine) > 0
+    finally:
+        broker.start()
+    wait_until(lambda: pending_count(host.engine) == 0, 120, "the periodic publish after the outage")
+    client = HTTPClient(host.base)
+    assert client.download(dist_path(wheel)) == wheel.read_bytes()
+    assert b"tuf_outage_demo-1.0" in client.download("tuf-outage-demo/tuf-outage-demo.html", page=True)
