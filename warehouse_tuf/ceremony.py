@@ -284,7 +284,7 @@ class Payload:
             )
         unknown = set(obj) - {FORMAT, "trusted_root", *OFFLINE_ROLES}
         if unknown:
-            raise CeremonyError(f"unknown payload field(s): {', '.join(sorted(unknown))}")
+            raise CeremonyError(f"unknown payload field(s): {', '.join(map(repr, sorted(unknown)))}")
         roles = {}
         for name, kind in (("trusted_root", Root), ("root", Root), ("targets", Targets)):
             roles[name] = _metadata_from_dict(name, obj.get(name), kind)
@@ -505,10 +505,16 @@ def _metadata_from_dict(name: str, obj: object, kind: type) -> Metadata | None:
     obj["signatures"] = unique
     try:
         md = Metadata.from_dict(obj)
+        md.signed_bytes  # what signatures cover must be canonical JSON (no floats, say)
     except Exception as exc:  # python-tuf raises ValueError, KeyError, TypeError...
         raise CeremonyError(f"{name}: not valid TUF metadata ({type(exc).__name__}: {exc})") from None
     if not isinstance(md.signed, kind):
         raise CeremonyError(f"{name}: expected {kind.type} metadata, found {md.signed.type}")
+    if isinstance(md.signed, Root):
+        for role_name, role in md.signed.roles.items():
+            undefined = sorted(set(role.keyids) - md.signed.keys.keys())
+            if undefined:
+                raise CeremonyError(f"{name}: its {role_name} role trusts key(s) it does not define: {undefined}")
     return md
 
 

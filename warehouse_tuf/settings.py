@@ -213,7 +213,7 @@ class TUFSettings:
                 )
             try:
                 parsed[setting.key] = setting.parse(value)
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, OverflowError) as exc:  # int(float("inf")) overflows
                 raise ConfigurationError(
                     f"{setting.key} ({setting.envvar}) = {value!r}: {exc}"
                 ) from None

@@ -46,6 +46,9 @@ def online_keys(root: Root, targets: Targets) -> OnlineKeys:
                 f"key(s) with the same threshold ({sorted(role.keyids)} t={role.threshold} "
                 f"vs {sorted(keyids)} t={succinct.threshold})"
             )
+    undefined = sorted(keyids - root.keys.keys())
+    if undefined:
+        raise SigningError(f"root trusts online key(s) {undefined} that it does not define")
     keys = {keyid: root.keys[keyid] for keyid in keyids}
     for keyid in keyids:
         delegated = targets.delegations.keys.get(keyid)

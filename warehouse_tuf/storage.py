@@ -16,6 +16,14 @@ class StorageError(OSError):
     """Storage refused a write or a name."""
 
 
+def _encodable(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: no file name on disk can hold them
+        return False
+    return True
+
+
 @implementer(IMetadataStorage)
 class LocalStorage:
     """A directory on the local filesystem.
@@ -40,6 +48,7 @@ class LocalStorage:
             or "\x00" in name
             or pure.is_absolute()
             or any(part in ("", ".", "..") for part in name.split("/"))
+            or not _encodable(name)
         ):
             raise StorageError(f"refusing storage name {name!r}: not a plain relative path")
         path = self.base.joinpath(*pure.parts)

@@ -1,0 +1,246 @@
+"""Hostile input, property-based (hypothesis): target paths, storage names, settings, ceremony payloads.
+
+Each property says: whatever the input, the parser either accepts something
+safe or refuses with its own one-line error, and never writes outside the
+storage root. ``python -m dev soak fuzz --examples N`` runs these same
+properties with N examples each.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from warehouse_tuf import ceremony, signing
+from warehouse_tuf.models import MAX_TARGET_PATH_BYTES, utcnow
+from warehouse_tuf.settings import MAX_SETTING_LENGTH, SETTINGS, ConfigurationError, TUFSettings
+from warehouse_tuf.storage import LocalStorage, StorageError
+from warehouse_tuf.targets import InvalidTargetError, page_paths, prefixed_name, validate_path
+
+FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+_SEGMENTS = ["..", ".", "", "a", "pkg", "x-1.0.whl", "\\", "..\\..", "%2e%2e", "~", "\x00", "\n",
+             "é", "\u202e", " ", "C:", "/", "a" * 120, "\ud800"]
+hostile_paths = st.one_of(
+    st.text(max_size=80),
+    st.lists(st.sampled_from(_SEGMENTS), max_size=10).map("/".join),
+    st.binary(max_size=80),
+    st.integers(min_value=0, max_value=MAX_TARGET_PATH_BYTES).map(lambda n: "a/" + "b" * n),
+)
+
+
+def one_line(exc: Exception) -> None:
+    message = str(exc)
+    assert message and "\n" not in message, f"not a one-line error: {message!r}"
+
+
+def assert_inside(jail: Path, root: Path) -> None:
+    """Nothing but the storage root ever appears in the folder that holds it."""
+    assert [p.name for p in jail.iterdir()] == [root.name]
+
+
+@FUZZ
+@given(hostile_paths)
+def test_target_path_is_accepted_only_when_safe_and_never_escapes_storage(path):
+    try:
+        accepted = validate_path(path)
+    except InvalidTargetError as exc:
+        one_line(exc)
+        return
+    segments = accepted.split("/")
+    assert not accepted.startswith("/") and "\\" not in accepted
+    assert all(s not in ("", ".", "..") for s in segments)
+    assert len(accepted.encode("utf-8")) <= MAX_TARGET_PATH_BYTES
+    with tempfile.TemporaryDirectory() as jail:
+        root = Path(jail) / "root"
+        storage = LocalStorage(root)
+        for name in (accepted, prefixed_name(accepted, "ab" * 32)):
+            try:
+                storage.put(name, b"x")
+            except OSError as exc:  # e.g. a segment longer than the filesystem allows
+                assert not isinstance(exc, StorageError), f"a valid target path was refused: {exc}"
+                continue
+            written = (root / name).resolve()
+            assert written.is_relative_to(root.resolve()) and written.read_bytes() == b"x"
+        assert_inside(Path(jail), root)
+
+
+@FUZZ
+@given(st.one_of(st.text(max_size=80), st.lists(st.sampled_from(_SEGMENTS), max_size=8).map("/".join)))
+def test_storage_never_writes_outside_its_root(name):
+    with tempfile.TemporaryDirectory() as jail:
+        root = Path(jail) / "root"
+        root.mkdir()
+        (root / "escape").symlink_to(jail)  # a symlinked folder inside pointing outside
+        storage = LocalStorage(root)
+        try:
+            storage.put(name, b"x")
+        except OSError as exc:
+            one_line(exc)
+        else:
+            assert (root / name).resolve().is_relative_to(root.resolve())
+        assert sorted(p.name for p in Path(jail).iterdir()) == ["root"]
+
+
+def test_storage_refuses_a_name_through_a_symlink_pointing_outside(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "escape").symlink_to(tmp_path)
+    with pytest.raises(StorageError, match="resolves outside"):
+        LocalStorage(root).put("escape/evil.json", b"x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["root"]
+
+
+def test_oversize_target_path_is_refused_at_the_documented_bound():
+    longest = "a/" + "b" * (MAX_TARGET_PATH_BYTES - 2)
+    assert validate_path(longest) == longest
+    with pytest.raises(InvalidTargetError, match=f"the limit is {MAX_TARGET_PATH_BYTES}"):
+        validate_path(longest + "b")
+    with pytest.raises(InvalidTargetError, match="the limit is"):
+        page_paths("p" * MAX_TARGET_PATH_BYTES)
+
+
+_SETTING_KEYS = [s.key for s in SETTINGS]
+_ENVVARS = [s.envvar for s in SETTINGS]
+setting_values = st.one_of(
+    st.text(max_size=40), st.integers(), st.booleans(), st.none(), st.floats(),
+    st.lists(st.text(max_size=8), max_size=3),
+    st.sampled_from(["0", "-1", "1d", "0s", "99999999999999999999d", "3", "16384", "1e9", "nan",
+                     "inf", "production", "sha512", " 6h ", "1.5", "x" * (MAX_SETTING_LENGTH + 1)]),
+)
+
+
+@FUZZ
+@given(st.dictionaries(st.sampled_from(_SETTING_KEYS), setting_values, max_size=6),
+       st.dictionaries(st.sampled_from(_ENVVARS), st.text(max_size=30), max_size=4))
+def test_settings_parse_or_fail_with_one_line_naming_the_setting(given_settings, environ):
+    try:
+        parsed = TUFSettings.from_settings(given_settings, environ=environ)
+    except ConfigurationError as exc:
+        one_line(exc)
+        assert "tuf." in str(exc)
+        return
+    assert parsed.bin_count == 2 ** parsed.bin_bits
+    assert "sha256" in parsed.hash_algorithms
+    assert parsed.refresh_window < parsed.expiry["timestamp"] * 2
+
+
+def test_oversize_setting_is_refused_at_the_documented_bound():
+    TUFSettings.from_settings({"tuf.metadata_url": "u" * MAX_SETTING_LENGTH}, environ={})
+    with pytest.raises(ConfigurationError, match=f"longer than {MAX_SETTING_LENGTH}"):
+        TUFSettings.from_settings({}, environ={"TUF_METADATA_URL": "u" * (MAX_SETTING_LENGTH + 1)})
+
+
+@functools.cache
+def valid_payload() -> bytes:
+    """A complete, signed bootstrap payload (one key for every role)."""
+    with tempfile.TemporaryDirectory() as keys:
+        key = signing.generate_key_file(Path(keys) / "key.pem")
+        signer = signing.load_key_file(Path(keys) / "key.pem")
+    spec = ceremony.RoleSpec([key], 1)
+    now = utcnow()
+    root, targets = ceremony.build_roles(
+        root=spec, targets=spec, online=spec, bin_bits=4, bin_prefix="bins",
+        root_expires=now.replace(year=now.year + 1), targets_expires=now.replace(year=now.year + 1),
+    )
+    root.sign(signer)
+    targets.sign(signer)
+    return ceremony.Payload(root=root, targets=targets).to_bytes()
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=8,
+)
+
+
+def check_payload(data: bytes) -> None:
+    """A payload is either refused with a one-line CeremonyError or fully reportable."""
+    try:
+        payload = ceremony.Payload.from_bytes(data)
+        problems = payload.problems()
+        payload.report()
+    except ceremony.CeremonyError as exc:
+        one_line(exc)
+        return
+    assert all(isinstance(p, str) and "\n" not in p for p in problems)
+
+
+@FUZZ
+@given(st.one_of(st.binary(max_size=200), json_values.map(lambda v: json.dumps(v).encode())))
+def test_arbitrary_bytes_are_not_a_ceremony_payload(data):
+    check_payload(data)
+
+
+@FUZZ
+@given(st.data())
+def test_a_mutated_ceremony_payload_is_refused_or_reported(data):
+    obj = json.loads(valid_payload())
+    node = obj
+    while True:  # walk down to a random field, then replace, delete or add there
+        keys = list(node) if isinstance(node, dict) else list(range(len(node)))
+        if not keys:
+            break
+        key = data.draw(st.sampled_from(keys))
+        if isinstance(node[key], (dict, list)) and node[key] and data.draw(st.booleans()):
+            node = node[key]
+            continue
+        action = data.draw(st.sampled_from(["replace", "delete", "add"]))
+        if action == "replace":
+            node[key] = data.draw(json_values)
+        elif action == "delete":
+            del node[key]
+        elif isinstance(node, dict):
+            node[data.draw(st.text(max_size=8))] = data.draw(json_values)
+        else:
+            node.append(data.draw(json_values))
+        break
+    check_payload(json.dumps(obj).encode())
+
+
+def test_the_unmutated_payload_has_no_problems():
+    assert ceremony.Payload.from_bytes(valid_payload()).problems() == []
+
+
+# -- counterexamples the properties found, kept as regression tests ------------------------
+
+
+def test_storage_refuses_a_name_no_file_system_can_hold(tmp_path):
+    with pytest.raises(StorageError, match="not a plain relative path"):
+        LocalStorage(tmp_path).put("a/\ud800.json", b"x")
+
+
+def test_an_infinite_bin_count_is_a_setting_error():
+    with pytest.raises(ConfigurationError, match="tuf.bin_count"):
+        TUFSettings.from_settings({"tuf.bin_count": float("inf")}, environ={})
+
+
+def _mutated_payload(mutate) -> bytes:
+    obj = json.loads(valid_payload())
+    mutate(obj)
+    return json.dumps(obj).encode()
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda p: p.update({"\nfield": 1}), r"unknown payload field\(s\): '\\nfield'"),
+    (lambda p: p["root"]["signed"].update({"extra": 0.5}), "root: not valid TUF metadata"),
+    (lambda p: p["root"]["signed"]["keys"].clear(), "root: its root role trusts key"),
+])
+def test_payload_counterexamples_are_one_line_ceremony_errors(mutate, message):
+    with pytest.raises(ceremony.CeremonyError, match=message) as refused:
+        ceremony.Payload.from_bytes(_mutated_payload(mutate))
+    one_line(refused.value)
+
+
+def test_online_keys_refuses_a_root_trusting_an_undefined_key():
+    payload = ceremony.Payload.from_bytes(valid_payload())
+    root = payload.root.signed
+    root.keys.clear()
+    with pytest.raises(signing.SigningError, match="does not define"):
+        signing.online_keys(root, payload.targets.signed)
