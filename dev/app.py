@@ -132,7 +132,7 @@ def configure(settings: dict[str, Any] | None = None) -> Configurator:
     session_class = sessionmaker()
     settings.setdefault("tuf.session_class", session_class)
     config = Configurator(settings=settings)
-    config.registry["sqlalchemy.sessionmaker"] = settings["tuf.session_class"]
+    config.registry["sqlalchemy.sessionmaker"] = config.maybe_dotted(settings["tuf.session_class"])
     config.include("pyramid_services")
     config.include("pyramid_tm")
     _include_db(config)

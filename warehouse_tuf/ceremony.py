@@ -531,10 +531,10 @@ def _matching_signer(uri: str, candidates: dict[str, Key]) -> Signer:
         return signer
     if len(candidates) == 1:
         raise CeremonyError(
-            f"the key at {signing._redact(uri)} cannot sign for key {next(iter(candidates))} "
+            f"the key at {signing.redact_uri(uri)} cannot sign for key {next(iter(candidates))} "
             f"({failure}: wrong key, wrong URI, or the backend refused)"
         )
     raise CeremonyError(
-        f"the key at {signing._redact(uri)} is none of the {len(candidates)} keys this payload asks "
+        f"the key at {signing.redact_uri(uri)} is none of the {len(candidates)} keys this payload asks "
         "to sign with (pass --keyid to name the key you expect)"
     )

@@ -76,14 +76,18 @@ def status(config: Any, as_json: bool) -> None:
     if not report["bootstrapped"]:
         click.echo(f"not bootstrapped; {report['pending']} pending change(s)")
         return
-    click.echo(f"{'role':<12} {'version':>8}  expires")
+    click.echo(f"{'role':<12} {'version':>8}  {'expires':<26} keys")
     for role in report["roles"]:
-        click.echo(f"{role['role']:<12} {role['version']:>8}  {role['expires']}")
+        keys = ", ".join(keyid[:8] for keyid in role["keyids"])
+        click.echo(f"{role['role']:<12} {role['version']:>8}  {role['expires']:<26} "
+                   f"{role['threshold']} of {len(role['keyids'])}: {keys}")
     bins = report["bins"]
     click.echo(f"{'bins':<12} {bins['count']:>8}  earliest {bins['earliest_expiry']} "
                f"({bins['earliest_expiring']}), highest version {bins['max_version']}")
     click.echo(f"targets: {report['targets']}  pending: {report['pending']}  "
                f"last publish: {report['last_publish']}")
+    for signer in report["online_signers"]:
+        click.echo(f"online signer: {signer['keyid'] or '(the one online key)'} {signer['uri']}")
     for problem in report["problems"]:
         click.echo(f"problem: {problem}")
 

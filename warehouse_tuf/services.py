@@ -44,6 +44,7 @@ from zope.interface import implementer
 from warehouse_tuf import ceremony, signing, targets as targetlib
 from warehouse_tuf.interfaces import IMetadataStorage, ITUFService
 from warehouse_tuf.locking import publish_lock
+from warehouse_tuf.metrics import PREFIX as METRICS_PREFIX, NullMetrics, host_metrics, report_run
 from warehouse_tuf.models import ChangeKind, PendingChange, RoleVersion, Target, TargetKind, utcnow
 from warehouse_tuf.settings import TUFSettings
 
@@ -51,6 +52,8 @@ log = logging.getLogger("warehouse_tuf")
 
 TOP_LEVEL = ("root", "targets", "snapshot", "timestamp")
 DEV_KEYS_MARKER = "INSECURE-DEVELOPMENT-KEYS"
+#: ``status`` warns this long before root or targets expires: a ceremony takes weeks to arrange.
+OFFLINE_EXPIRY_WARNING = datetime.timedelta(days=60)
 _CHUNK = 500
 
 
@@ -138,6 +141,7 @@ class TUFManager:
         *,
         request: Any = None,
         renderer: Any = None,
+        metrics: Any = None,
     ) -> None:
         self.db = db
         self.settings = settings
@@ -145,6 +149,8 @@ class TUFManager:
         self.simple_storage = simple_storage
         self.request = request
         self.renderer = renderer
+        #: The host's metrics service (Warehouse's IMetricsService shape).
+        self.metrics = metrics or NullMetrics()
         self._engine = db.get_bind()
         # Publishing commits twice (reservation, then result) around storage
         # writes, so it runs in sessions of its own, not in the caller's.
@@ -160,6 +166,7 @@ class TUFManager:
             request.find_service(IMetadataStorage, name="tuf.simple"),
             request=request,
             renderer=request.registry["tuf.renderer"],
+            metrics=host_metrics(request, request.registry["tuf.settings"].metrics_interface),
         )
 
     # -- recording, in the caller's transaction --------------------------------
@@ -443,11 +450,32 @@ class TUFManager:
 
     def publish(self) -> PublishResult:
         """Publish every pending change (and whatever a crashed run left unfinished)."""
-        return self._run(refresh_window=None)
+        return self._measured("publish", None)
 
     def refresh(self, window: datetime.timedelta | None = None) -> PublishResult:
         """Re-sign every online role that expires within ``window``, with pending changes."""
-        return self._run(refresh_window=window or self.settings.refresh_window)
+        return self._measured("refresh", window or self.settings.refresh_window)
+
+    def _measured(self, kind: str, refresh_window: datetime.timedelta | None) -> PublishResult:
+        """Run a publish or refresh under the host's metrics, then report its gauges."""
+        with self.metrics.timed(f"{METRICS_PREFIX}.{kind}.duration"):
+            result = self._run(refresh_window)
+        with self._sessions() as s:
+            health = self._health(s, utcnow())
+        report_run(self.metrics, kind, changes=result.changes, bins=len(result.bins), **health)
+        return result
+
+    def _health(self, s: Session, now: datetime.datetime) -> dict[str, float]:
+        """Pending changes, age of the oldest one, and seconds until the earliest expiry."""
+        pending, oldest = s.execute(
+            select(func.count(PendingChange.id), func.min(PendingChange.created_at))
+        ).one()
+        earliest = s.scalar(select(func.min(RoleVersion.expires)))
+        return {
+            "pending": pending,
+            "oldest_pending_seconds": (now - oldest).total_seconds() if oldest else 0.0,
+            "seconds_to_expiry": (earliest - now).total_seconds() if earliest else 0.0,
+        }
 
     def recover(self) -> RecoveryResult:
         """Resume from the versions storage has published, after a database restore.
@@ -550,11 +578,10 @@ class TUFManager:
             snapshot_version=versions["snapshot"], timestamp_version=versions["timestamp"],
             seconds=time.monotonic() - started,
         )
-        log.info(
-            "tuf %s: %d changes, %d bins, snapshot %d, timestamp %d, %.3fs",
-            "refresh" if refresh_window else "publish", result.changes, len(result.bins),
-            result.snapshot_version, result.timestamp_version, result.seconds,
-        )
+        fields = {"kind": "refresh" if refresh_window else "publish", "changes": result.changes,
+                  "bins": len(result.bins), "snapshot": result.snapshot_version,
+                  "timestamp": result.timestamp_version, "seconds": round(result.seconds, 3)}
+        log.info("tuf %s", " ".join(f"{k}={v}" for k, v in fields.items()), extra={"tuf": fields})
         return result
 
     def _reserve(self, s: Session, rows: dict[str, RoleVersion], names: Iterable[str]) -> dict[str, int]:
@@ -893,14 +920,18 @@ class TUFManager:
                 select(func.count(PendingChange.id), func.min(PendingChange.created_at))
             ).one()
             target_count = s.scalar(select(func.count()).select_from(Target))
+            now = utcnow()
+            health = self._health(s, now)
         if not rows:
             return {"bootstrapped": False, "pending": pending, "problems": ["not bootstrapped"]}
-        now = utcnow()
         top = {r.name: r for r in rows if r.bin_index is None}
         bins = [r for r in rows if r.bin_index is not None]
+        root = Metadata[Root].from_bytes(top["root"].signed_bytes).signed
+        targets = Metadata[Targets].from_bytes(top["targets"].signed_bytes).signed
         roles = [
             {"role": name, "version": top[name].version, "expires": top[name].expires.isoformat(),
-             "length": top[name].length}
+             "length": top[name].length, "threshold": root.roles[name].threshold,
+             "keyids": sorted(root.roles[name].keyids)}
             for name in TOP_LEVEL if name in top
         ]
         earliest_bin = min(bins, key=lambda r: r.expires)
@@ -909,10 +940,16 @@ class TUFManager:
             if row.expires <= now:
                 problems.append(f"{row.name} expired at {row.expires.isoformat()}")
         for name in ("root", "targets"):
-            if name in top and now < top[name].expires <= now + datetime.timedelta(days=30):
+            if name in top and now < top[name].expires <= now + OFFLINE_EXPIRY_WARNING:
                 problems.append(
-                    f"{name} expires at {top[name].expires.isoformat()}: run the signing ceremony"
+                    f"{name} expires at {top[name].expires.isoformat()}: run the signing ceremony "
+                    f"('tuf ceremony prepare --{name}-expiry ...')"
                 )
+        signers = [signing.split_signer_entry(entry) for entry in self.settings.online_signers]
+        try:
+            self._online_signers(root, targets)
+        except signing.SigningError as exc:
+            problems.append(f"online signer: {exc}")
         unfinished = [r.name for r in rows if r.reserved_version > r.version]
         if unfinished:
             problems.append(f"{len(unfinished)} role(s) left unfinished by an interrupted publish")
@@ -928,6 +965,11 @@ class TUFManager:
             "targets": target_count,
             "pending": pending,
             "oldest_pending": oldest.isoformat() if oldest else None,
+            "oldest_pending_seconds": health["oldest_pending_seconds"],
+            "seconds_to_earliest_expiry": health["seconds_to_expiry"],
+            "online_signers": [
+                {"keyid": keyid or None, "uri": signing.redact_uri(uri)} for keyid, uri in signers
+            ],
             "last_publish": top["timestamp"].updated_at.isoformat(),
             "problems": problems,
         }

@@ -150,6 +150,8 @@ SETTINGS: tuple[_Setting, ...] = (
     _Setting("tuf.lock_timeout", "10m", parse_duration,
              "how long a publisher waits for the publish lock"),
     _Setting("tuf.enabled", True, asbool, "false turns the hooks off"),
+    _Setting("tuf.metrics_interface", "warehouse.metrics.IMetricsService", str,
+             "dotted name of the host's metrics service interface (none registered: no metrics)"),
 )
 
 _BY_KEY = {s.key: s for s in SETTINGS}
@@ -193,6 +195,7 @@ class TUFSettings:
     publish_batch_limit: int
     lock_timeout: timedelta
     enabled: bool
+    metrics_interface: str
 
     @property
     def bin_bits(self) -> int:
@@ -249,6 +252,7 @@ class TUFSettings:
             publish_batch_limit=parsed["tuf.publish_batch_limit"],
             lock_timeout=parsed["tuf.lock_timeout"],
             enabled=parsed["tuf.enabled"],
+            metrics_interface=parsed["tuf.metrics_interface"],
         )
 
 

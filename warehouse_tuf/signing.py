@@ -71,14 +71,14 @@ def load_online_signers(uris: tuple[str, ...], trusted: OnlineKeys) -> list[Sign
         if not keyid:
             if len(trusted.keys) != 1:
                 raise SigningError(
-                    f"online signer {_redact(uri)} names no key id; root trusts "
+                    f"online signer {redact_uri(uri)} names no key id; root trusts "
                     f"{len(trusted.keys)} online keys, write it as KEYID=URI"
                 )
             keyid = next(iter(trusted.keys))
         key = trusted.keys.get(keyid)
         if key is None:
             raise SigningError(
-                f"online signer {_redact(uri)} is for key {keyid}, which root and targets do not trust"
+                f"online signer {redact_uri(uri)} is for key {keyid}, which root and targets do not trust"
             )
         try:
             signer = Signer.from_priv_key_uri(uri, key)
@@ -86,7 +86,7 @@ def load_online_signers(uris: tuple[str, ...], trusted: OnlineKeys) -> list[Sign
             key.verify_signature(signature, _PROBE)
         except Exception as exc:  # every backend has its own errors
             raise SigningError(
-                f"online signer {_redact(uri)} cannot sign for trusted key {keyid}: "
+                f"online signer {redact_uri(uri)} cannot sign for trusted key {keyid}: "
                 f"{type(exc).__name__}"
             ) from None
         signers[keyid] = signer
@@ -105,7 +105,7 @@ def split_signer_entry(entry: str) -> tuple[str, str]:
     return keyid, uri
 
 
-def _redact(uri: str) -> str:
+def redact_uri(uri: str) -> str:
     """The scheme and the last path component only: URIs may carry secrets in queries."""
     scheme, _, rest = uri.partition(":")
     return f"{scheme}:…{rest.split('?')[0][-24:]}"
