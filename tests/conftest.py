@@ -123,3 +123,21 @@ def make_configurator(engine, tmp_path: Path, **overrides):
     config.include("warehouse_tuf")
     config.commit()
     return config
+
+
+@pytest.fixture
+def host_settings():
+    """Settings of ``host_config``; a test module overrides this fixture to change them."""
+    return {}
+
+
+@pytest.fixture
+def host_config(tmp_path, database_url, host_settings):
+    """The development host (dev/), configured and bootstrapped in this process."""
+    from dev.tasks import wait_for_embedded_tasks
+    from tests.devhost import dev_config
+
+    config = dev_config(tmp_path / "data", database_url, **host_settings)
+    yield config
+    wait_for_embedded_tasks(config.registry["celery.app"])
+    config.registry["sqlalchemy.engine"].dispose()

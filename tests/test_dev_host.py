@@ -28,11 +28,8 @@ FORM = {":action": "file_upload", "name": "Demo.Pkg", "version": "1.0", "filetyp
 
 
 @pytest.fixture
-def config(tmp_path, database_url):
-    config = dev_config(tmp_path / "data", database_url)
-    yield config
-    wait_for_embedded_tasks(config.registry["celery.app"])
-    config.registry["sqlalchemy.engine"].dispose()
+def config(host_config):
+    return host_config
 
 
 @pytest.fixture

@@ -29,11 +29,8 @@ PAGES = ChangeKind.RENDER_PAGES.value
 
 
 @pytest.fixture
-def config(tmp_path, database_url):
-    config = dev_config(tmp_path / "data", database_url)
-    yield config
-    wait_for_embedded_tasks(config.registry["celery.app"])
-    config.registry["sqlalchemy.engine"].dispose()
+def config(host_config):
+    return host_config
 
 
 @pytest.fixture

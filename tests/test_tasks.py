@@ -20,11 +20,13 @@ from warehouse_tuf.models import RoleVersion
 
 
 @pytest.fixture
-def config(tmp_path, database_url):
-    config = dev_config(tmp_path / "data", database_url, **{"tuf.refresh_window": "23h"})
-    yield config
-    wait_for_embedded_tasks(config.registry["celery.app"])
-    config.registry["sqlalchemy.engine"].dispose()
+def host_settings():
+    return {"tuf.refresh_window": "23h"}
+
+
+@pytest.fixture
+def config(host_config):
+    return host_config
 
 
 @pytest.fixture
