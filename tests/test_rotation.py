@@ -130,3 +130,41 @@ def test_clients_on_either_root_verify_after_every_write_of_a_rotation(rotation,
             if meta_name.startswith("bins-"):
                 bin_md = Metadata.from_bytes((metadata_dir / f"{meta.version}.{meta_name}").read_bytes())
                 assert set(bin_md.signatures) == {h["online2"].keyid}
+
+
+def test_lost_online_key_is_replaced_without_it_and_clients_fail_closed_meanwhile(db, tmp_path, holders):
+    h = holders
+    metadata_dir, targets_dir = tmp_path / "metadata", tmp_path / "packages"
+    seen: list[str] = []
+
+    def check_client(written):
+        try:
+            assert follower.download(path) == b"kept"
+            seen.append("ok")
+        except Exception as exc:  # refused: what a client must do with metadata its root rejects
+            seen.append(type(exc).__name__)
+
+    settings = make_settings(tmp_path, **{"tuf.online_signers": h["online1"].signer_entry})
+    manager = TUFManager(db, settings, WatchedStorage(metadata_dir, lambda written: None),
+                         LocalStorage(tmp_path / "simple"))
+    manager.bootstrap(*(v1_payload(h).role_bytes(role) for role in ("root", "targets")))
+    path = "k/kept.whl"
+    (targets_dir / "k").mkdir(parents=True)
+    (targets_dir / "k" / "kept.whl").write_bytes(b"kept")
+    manager.record_target(path, 4, {"sha256": hashlib.sha256(b"kept").hexdigest()})
+    db.commit()
+    manager.publish()
+    old = Client(metadata_dir, targets_dir)
+    assert old.download(path) == b"kept"
+    follower = clone(old)
+    manager.storage.after_write = check_client
+
+    payload = next_payload(h, metadata_dir, ("root1", "root2", "targets1", "targets2"),
+                           online_keys=[key(h, "online2")])
+    result = manager.install(payload.role_bytes("root"), payload.role_bytes("targets"),
+                             (h["online2"].signer_entry,), without_old_key=True)
+    assert result.online_key_rotated
+    assert set(seen) <= {"ok", "UnsignedMetadataError"} and seen[-1] == "ok", seen
+    assert clone(old).download(path) == b"kept"
+    timestamp = Metadata.from_bytes((metadata_dir / "timestamp.json").read_bytes())
+    assert set(timestamp.signatures) == {h["online2"].keyid}

@@ -383,8 +383,11 @@ def bootstrap(config: Any, payload_file: str) -> None:
 @click.option("--online-signer", multiple=True, metavar="KEYID=URI",
               help="Online signers to use (default: tuf.online_signers); a key rotation needs "
                    "the old and the new key.")
+@click.option("--without-old-key", is_flag=True,
+              help="The old online key is lost or compromised: sign with the new key only "
+                   "(clients refreshing during the switch are refused once, then succeed).")
 @click.pass_obj
-def install(config: Any, payload_file: str, online_signer: tuple[str, ...]) -> None:
+def install(config: Any, payload_file: str, online_signer: tuple[str, ...], without_old_key: bool) -> None:
     """Install a signed next root and/or targets (rotation, renewal)."""
     try:
         payload = _signed_payload(payload_file)
@@ -392,7 +395,8 @@ def install(config: Any, payload_file: str, online_signer: tuple[str, ...]) -> N
             raise ceremonylib.CeremonyError("this payload is a bootstrap payload: use 'tuf bootstrap'")
         with service(config) as tuf_service:
             result = tuf_service.install(
-                payload.role_bytes("root"), payload.role_bytes("targets"), online_signer or None
+                payload.role_bytes("root"), payload.role_bytes("targets"), online_signer or None,
+                without_old_key=without_old_key,
             )
     except (ceremonylib.CeremonyError, RepositoryError, ConfigurationError, SigningError) as exc:
         _fail(exc)

@@ -39,7 +39,7 @@ class ITUFService(Interface):
     def recover():
         """After a database restore, resume version numbers from what storage has published."""
 
-    def install(root_bytes, targets_bytes, online_signers=None):
+    def install(root_bytes, targets_bytes, online_signers=None, *, without_old_key=False):
         """Install offline-signed root N+1 and/or targets M+1 (rotation, renewal)."""
 
     def gc(dry_run=False):

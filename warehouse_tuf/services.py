@@ -315,7 +315,7 @@ class TUFManager:
 
     def install(
         self, root_bytes: bytes | None, targets_bytes: bytes | None,
-        online_signers: tuple[str, ...] | None = None,
+        online_signers: tuple[str, ...] | None = None, *, without_old_key: bool = False,
     ) -> InstallResult:
         """Install offline-signed root N+1 and/or targets M+1, checked as a client checks them.
 
@@ -326,6 +326,11 @@ class TUFManager:
         with the new key alone: whichever root a client holds, what it fetches
         verifies. ``online_signers`` (``KEYID=URI``, default the configured ones)
         must then cover the old and the new key.
+
+        ``without_old_key`` is for an old online key that is lost or compromised:
+        everything is signed with the new key alone, the bins before the snapshot
+        that names them; a client refreshing during the switch is refused once
+        (it fails closed) and succeeds on its next try.
         """
         started = time.monotonic()
         with publish_lock(self._engine, self.settings.lock_timeout), self._sessions() as s:
@@ -339,15 +344,20 @@ class TUFManager:
             new_keys = signing.online_keys(new_root.signed, new_targets.signed)
             rotating = old_keys != new_keys
             uris = self._signer_uris(online_signers)
-            if rotating:
+            handover = rotating and not without_old_key
+            if handover:
                 both, new_only = self._rotation_signers(uris, old_keys, new_keys)
             else:
                 both = new_only = signing.load_online_signers(uris, new_keys)
             now = utcnow()
-            if rotating:
+            if handover:
                 self._resign_all(s, rows, _Trusted(trusted_root, trusted_targets, both), now)
-            versions = self._reserve(s, rows, ["snapshot", "timestamp"])
+            bins = {row.name: row.bin_index for row in rows.values()
+                    if rotating and not handover and row.bin_index is not None}
+            versions = self._reserve(s, rows, [*bins, "snapshot", "timestamp"])
             s.commit()
+            if bins:
+                self._sign_bins(s, _Trusted(new_root, new_targets, new_only), rows, bins, versions, now)
             if payload.targets is not None:
                 self._publish_offline_role(rows["targets"], payload.targets.signed, targets_bytes, now)
             self._sign_snapshot_and_timestamp(
@@ -358,7 +368,7 @@ class TUFManager:
             if payload.root is not None:
                 self._publish_offline_role(rows["root"], payload.root.signed, root_bytes, now)
             s.commit()
-            if rotating:
+            if handover:
                 self._resign_all(s, rows, _Trusted(new_root, new_targets, new_only), now)
             result = InstallResult(
                 root_version=rows["root"].version, targets_version=rows["targets"].version,
