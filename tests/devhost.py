@@ -69,6 +69,37 @@ def _engine(config_or_engine: Any) -> Any:
     return registry["sqlalchemy.engine"] if registry is not None else config_or_engine
 
 
+def verify_like_a_client(config: Any, path: str, *, page: bool = False) -> bytes | None:
+    """ngclient refreshes, downloads and verifies ``path`` from the host's storage; None if unlisted.
+
+    Then flips one byte of the stored copy and checks that the client refuses
+    it, and restores it. Pages are fetched hash-prefixed from the simple storage.
+    """
+    from tuf.api import exceptions as tuf_exceptions
+
+    from tests.tufclient import SIMPLE_URL, TARGETS_URL, Client
+    from warehouse_tuf.targets import prefixed_name
+
+    settings = config.registry.settings
+    client = Client(metadata=Path(settings["tuf.storage.path"]), targets=Path(settings["files.path"]),
+                    simple=Path(settings["tuf.simple.path"]))
+    base = SIMPLE_URL if page else TARGETS_URL
+    data = client.download(path, target_base_url=base, prefix=page)
+    if data is None:
+        return None
+    stored = Path(settings["files.path"], path)
+    if page:
+        stored = Path(settings["tuf.simple.path"], prefixed_name(path, hashlib.sha256(data).hexdigest()))
+    stored.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    try:
+        client.download(path, target_base_url=base, prefix=page)
+    except tuf_exceptions.LengthOrHashMismatchError:
+        return data
+    finally:
+        stored.write_bytes(data)
+    raise AssertionError(f"the client accepted a tampered {path}")
+
+
 def pending(config: Any) -> list[tuple[str, str | None, str | None]]:
     """(kind, path, project) of every pending change, oldest first (a config or an engine)."""
     with Session(_engine(config)) as session:
@@ -202,8 +233,12 @@ def pip_install(base: str, project: str, target: Path) -> subprocess.CompletedPr
     )
 
 
-def tufjs_verify(base: str, workdir: Path, targets: list[tuple[str, bool]]) -> list[dict]:
-    """Verify ``(path, is_page)`` targets with tuf-js (tests/js), as served at ``base``."""
+def run_tufjs(base: str, workdir: Path, targets: list[tuple[str, bool]]) -> subprocess.CompletedProcess:
+    """tuf-js (tests/js/verify.js) verifies ``(path, is_page)`` targets as served at ``base``.
+
+    Its stdout is one JSON list of {path, found, length, sha256}; it exits
+    non-zero when verification fails.
+    """
     workdir.mkdir(parents=True)
     root = workdir / "1.root.json"
     status, data, _ = http_get(f"{base}/tuf/metadata/1.root.json")
@@ -215,10 +250,8 @@ def tufjs_verify(base: str, workdir: Path, targets: list[tuple[str, bool]]) -> l
                      "targetBaseUrl": f"{base}/simple/" if page else f"{base}/packages/"}
                     for path, page in targets],
     }
-    result = subprocess.run(["node", str(ROOT / "tests" / "js" / "verify.js"), json.dumps(spec)],
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    return subprocess.run(["node", str(ROOT / "tests" / "js" / "verify.js"), json.dumps(spec)],
+                          capture_output=True, text=True, timeout=300)
 
 
 def start_server(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:

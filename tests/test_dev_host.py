@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -16,8 +15,7 @@ from webtest import TestApp
 from dev.commands import beat, worker
 from dev.models import File
 from dev.tasks import wait_for_embedded_tasks
-from tests.devhost import PASSWORD, USERNAME, add_file, dev_config, pending_count
-from tests.tufclient import Client
+from tests.devhost import PASSWORD, USERNAME, add_file, pending_count, verify_like_a_client
 from warehouse_tuf import record_index_changes
 from warehouse_tuf.cli import tuf
 
@@ -72,6 +70,9 @@ def test_uploading_the_same_file_twice_is_accepted_once(app, config):
     response = upload(app, status=400, data=b"other bytes, same name")
     assert "File already exists" in response.status
     assert (file_count(config), pending_count(config)) == (1, 0)
+    digest = hashlib.blake2b(WHEEL, digest_size=32).hexdigest()
+    path = f"{digest[:2]}/{digest[2:4]}/{digest[4:]}/demo_pkg-1.0-py3-none-any.whl"
+    assert verify_like_a_client(config, path) == WHEEL
 
 
 def test_write_endpoints_need_the_account(app, config):
@@ -93,9 +94,7 @@ def test_deleting_one_file_keeps_the_rest_of_the_release(app, config):
     wait_for_embedded_tasks(config.registry["celery.app"])
     page = json.loads(app.get("/simple/demo-pkg/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}).body)
     assert [f["filename"] for f in page["files"]] == ["demo_pkg-1.0-py3-none-any.whl"]
-    settings = config.registry.settings
-    client = Client(metadata=Path(settings["tuf.storage.path"]), simple=Path(settings["tuf.simple.path"]))
-    signed = client.download("demo-pkg/demo-pkg.json", target_base_url="https://tuf.test/simple/", prefix=True)
+    signed = verify_like_a_client(config, "demo-pkg/demo-pkg.json", page=True)
     assert signed == app.get("/simple/demo-pkg/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}).body
 
 
@@ -106,6 +105,7 @@ def test_simple_pages_negotiate_and_redirect_to_the_normalized_name(app, config)
     html = app.get("/simple/demo-pkg/")
     assert html.content_type == "text/html" and html.headers["Vary"] == "Accept"
     assert 'href="../../packages/' in html.text
+    assert verify_like_a_client(config, "demo-pkg/demo-pkg.html", page=True) == html.body
     pip_accept = ("application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, "
                   "text/html; q=0.01")
     assert app.get("/simple/demo-pkg/", headers={"Accept": pip_accept}).content_type == \
@@ -121,7 +121,7 @@ def test_read_only_endpoints_serve_storage_and_refuse_other_names(app, config):
     wait_for_embedded_tasks(config.registry["celery.app"])
     digest = hashlib.blake2b(WHEEL, digest_size=32).hexdigest()
     path = f"{digest[:2]}/{digest[2:4]}/{digest[4:]}/demo_pkg-1.0-py3-none-any.whl"
-    assert app.get(f"/packages/{path}").body == WHEEL
+    assert app.get(f"/packages/{path}").body == WHEEL == verify_like_a_client(config, path)
     assert app.get("/tuf/metadata/timestamp.json").json["signed"]["_type"] == "timestamp"
     html = app.get("/simple/demo-pkg/").body
     stored = f"/simple/demo-pkg/{hashlib.sha256(html).hexdigest()}.demo-pkg.html"
@@ -142,10 +142,7 @@ def test_tuf_cli_publishes_and_renders_pages_on_the_host(config):
     assert result.exit_code == 0, result.output
     assert result.output.startswith("published 2 change(s)")
     assert pending_count(config) == 0
-    settings = config.registry.settings
-    client = Client(metadata=Path(settings["tuf.storage.path"]), simple=Path(settings["tuf.simple.path"]))
-    page = client.download("demo/demo.html", target_base_url="https://tuf.test/simple/", prefix=True)
-    assert b"demo-1.0.tar.gz" in page
+    assert b"demo-1.0.tar.gz" in verify_like_a_client(config, "demo/demo.html", page=True)
     status = runner.invoke(tuf, ["status", "--json"], obj=config)
     assert json.loads(status.output)["targets"] == 3
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, select
@@ -27,7 +28,6 @@ from tests.devhost import (
     HTTPClient,
     build_dists,
     dev_command,
-    dev_config,
     dist_path,
     http_delete,
     http_get,
@@ -35,11 +35,11 @@ from tests.devhost import (
     pip_install,
     start_server,
     stop,
-    tufjs_verify,
+    run_tufjs,
     twine_upload,
+    verify_like_a_client,
     wait_until,
 )
-from tests.tufclient import Client
 
 PROJECT = "tuf-e2e-demo"
 HTML_PAGE, JSON_PAGE = f"{PROJECT}/{PROJECT}.html", f"{PROJECT}/{PROJECT}.json"
@@ -104,19 +104,32 @@ def test_ngclient_verifies_both_distributions_and_both_pages(host, uploaded):
         stored.write_bytes(original)
 
 
-def test_tufjs_verifies_a_distribution_and_a_page(host, uploaded, tmp_path):
+def test_tufjs_verifies_a_distribution_and_both_pages(host, uploaded, tmp_path):
     base = host.base
     wheel = uploaded[1]
-    results = tufjs_verify(base, tmp_path / "tufjs", [(dist_path(wheel), False), (HTML_PAGE, True),
-                                                      (f"{PROJECT}/missing.whl", False)])
+    result = run_tufjs(base, tmp_path / "tufjs", [(dist_path(wheel), False), (HTML_PAGE, True),
+                                                  (JSON_PAGE, True), (f"{PROJECT}/missing.whl", False)])
+    assert result.returncode == 0, result.stderr
     _, html_page, _ = http_get(f"{base}/simple/{PROJECT}/")
-    assert results == [
+    _, json_page, _ = http_get(f"{base}/simple/{PROJECT}/", accept=JSON_ACCEPT)
+    assert json.loads(result.stdout) == [
         {"path": dist_path(wheel), "found": True, "length": wheel.stat().st_size,
          "sha256": hashlib.sha256(wheel.read_bytes()).hexdigest()},
         {"path": HTML_PAGE, "found": True, "length": len(html_page),
          "sha256": hashlib.sha256(html_page).hexdigest()},
+        {"path": JSON_PAGE, "found": True, "length": len(json_page),
+         "sha256": hashlib.sha256(json_page).hexdigest()},
         {"path": f"{PROJECT}/missing.whl", "found": False},
     ]
+    # A tampered distribution is refused by tuf-js too.
+    stored = host.data / "packages" / dist_path(wheel)
+    original = stored.read_bytes()
+    stored.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+    try:
+        result = run_tufjs(base, tmp_path / "tufjs-tampered", [(dist_path(wheel), False)])
+    finally:
+        stored.write_bytes(original)
+    assert result.returncode == 1 and f"Expected hash {hashlib.sha256(original).hexdigest()}" in result.stderr
 
 
 def test_pip_installs_from_the_simple_index(host, uploaded, tmp_path):
@@ -158,14 +171,14 @@ def test_deleting_the_release_then_the_project_removes_their_targets(host, uploa
 # -- in process: a failing upload transaction -----------------------------------------
 
 
-def test_an_upload_whose_transaction_fails_after_the_file_row_leaves_no_target(tmp_path, database_url):
-    config = dev_config(tmp_path / "data", database_url)
+def test_an_upload_whose_transaction_fails_after_the_file_row_leaves_no_target(host_config):
+    config = host_config
     app = TestApp(config.make_wsgi_app())
     data = b"a wheel whose bytes cannot be stored"
     blake2 = hashlib.blake2b(data, digest_size=32).hexdigest()
     # A plain file where the upload's directory must go: storing fails after the
     # File row (and the extension's pending change) was flushed.
-    files = tmp_path / "data" / "packages"
+    files = Path(config.registry.settings["files.path"])
     files.mkdir(parents=True)
     (files / blake2[:2]).write_bytes(b"")
     token = base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()
@@ -178,9 +191,6 @@ def test_an_upload_whose_transaction_fails_after_the_file_row_leaves_no_target(t
     assert pending_count(config) == 0
     with Session(config.registry["sqlalchemy.engine"]) as session:
         assert session.scalars(select(Project)).first() is None
-    client = Client(metadata=tmp_path / "data" / "tuf-metadata", targets=files,
-                    simple=tmp_path / "data" / "tuf-simple")
     path = f"{blake2[:2]}/{blake2[2:4]}/{blake2[4:]}/demo-1.0-py3-none-any.whl"
-    assert client.download(path) is None
-    assert client.download("demo/demo.html", target_base_url="https://tuf.test/simple/", prefix=True) is None
-    config.registry["sqlalchemy.engine"].dispose()
+    assert verify_like_a_client(config, path) is None
+    assert verify_like_a_client(config, "demo/demo.html", page=True) is None

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import pytest
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
-from tuf.api import exceptions as tuf_exceptions
 
 from dev.models import File, Project, Release
 from dev.tasks import wait_for_embedded_tasks
-from tests.devhost import add_file, dev_config, pending
-from tests.tufclient import Client
+from tests.devhost import add_file, dev_config, pending, verify_like_a_client
 from warehouse_tuf import (
     PENDING_KEY,
     forget_pending,
     queue_publish,
-    record_bulk_deletes,
     record_index_changes,
 )
 from warehouse_tuf.models import ChangeKind, PendingChange
@@ -116,7 +112,8 @@ def test_changes_to_other_models_record_nothing(config, plain_session):
 @pytest.mark.parametrize("model", [Project, Release, File])
 def test_bulk_deletes_are_read_before_they_run(config, host_session, model):
     first_path = committed_file(host_session, "Demo", "1.0", "demo-1.0.tar.gz", b"one").path
-    committed_file(host_session, "Other", "2.0", "other-2.0.tar.gz", b"two")
+    other_path = committed_file(host_session, "Other", "2.0", "other-2.0.tar.gz", b"two").path
+    config.registry["dev.files"].put(other_path, b"two")
     wait_for_embedded_tasks(config.registry["celery.app"])
     assert pending(config) == []
     column = {Project: Project.normalized_name == "demo", Release: Release.version == "1.0",
@@ -134,6 +131,10 @@ def test_bulk_deletes_are_read_before_they_run(config, host_session, model):
     host_session.commit()  # after_commit queues the publish
     wait_for_embedded_tasks(config.registry["celery.app"])
     assert pending(config) == []
+    assert verify_like_a_client(config, first_path) is None
+    assert verify_like_a_client(config, other_path) == b"two"
+    page = verify_like_a_client(config, "demo/demo.html", page=True)
+    assert page is None if model is Project else b"demo-1.0.tar.gz" not in page
 
 
 def test_bulk_delete_of_another_model_records_nothing(config, host_session):
@@ -170,12 +171,8 @@ def test_queue_publish_publishes_what_the_transaction_recorded(config, plain_ses
     assert PENDING_KEY not in plain_session.info
     wait_for_embedded_tasks(config.registry["celery.app"])
     assert pending(config) == []
-    settings = config.registry.settings
-    client = Client(metadata=Path(settings["tuf.storage.path"]), targets=Path(settings["files.path"]))
-    assert client.download(path) == data
-    Path(settings["files.path"], path).write_bytes(b"tampered")
-    with pytest.raises(tuf_exceptions.LengthOrHashMismatchError):
-        client.download(path)
+    assert verify_like_a_client(config, path) == data
+    assert b"demo-1.0-py3-none-any.whl" in verify_like_a_client(config, "demo/demo.html", page=True)
 
 
 def test_queue_publish_without_recorded_changes_queues_nothing(config, plain_session):
