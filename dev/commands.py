@@ -55,7 +55,7 @@ def serve(config: Any, host: str, port: int, threads: int) -> None:
             beat.stopped.set()
 
 
-def _celery(config: Any, command: str, arguments: tuple[str, ...]) -> Any:
+def _celery(config: Any, command: str) -> Any:
     if config.registry.settings["dev.mode"] != "distributed":
         raise click.UsageError(f"'{command}' needs distributed mode: set TUF_DEV_MODE=distributed")
     return config.registry["celery.app"]
@@ -66,7 +66,7 @@ def _celery(config: Any, command: str, arguments: tuple[str, ...]) -> Any:
 @click.pass_obj
 def worker(config: Any, celery_args: tuple[str, ...]) -> None:
     """A Celery worker (distributed mode); extra arguments go to ``celery worker``."""
-    app = _celery(config, "worker", celery_args)
+    app = _celery(config, "worker")
     # One process per worker by default: start several for parallelism.
     app.worker_main(["worker", "--pool=solo", "--loglevel=INFO", *celery_args])
 
@@ -76,6 +76,6 @@ def worker(config: Any, celery_args: tuple[str, ...]) -> None:
 @click.pass_obj
 def beat(config: Any, celery_args: tuple[str, ...]) -> None:
     """Celery beat (distributed mode): the periodic publish and refresh."""
-    app = _celery(config, "beat", celery_args)
+    app = _celery(config, "beat")
     schedule = f"{config.registry.settings['dev.data']}/celerybeat-schedule"
     app.start(["beat", f"--schedule={schedule}", "--loglevel=INFO", *celery_args])

@@ -92,15 +92,17 @@ class EmbeddedBeat(threading.Thread):
         self.stopped = threading.Event()
 
     def run(self) -> None:
-        entries = {name: (maybe_schedule(entry["schedule"]), entry["task"])
-                   for name, entry in self.app.conf.beat_schedule.items()}
+        entries = self.app.conf.beat_schedule
+        schedules = {name: maybe_schedule(entry["schedule"]) for name, entry in entries.items()}
         started = datetime.datetime.now(datetime.timezone.utc)
         last_run = dict.fromkeys(entries, started)
         while not self.stopped.wait(self.tick):
-            for name, (schedule, task) in entries.items():
-                if schedule.is_due(last_run[name]).is_due:
+            for name, entry in entries.items():
+                if schedules[name].is_due(last_run[name]).is_due:
                     last_run[name] = datetime.datetime.now(datetime.timezone.utc)
-                    self.app.tasks[task].delay()
+                    self.app.tasks[entry["task"]].apply_async(
+                        entry.get("args"), entry.get("kwargs"), **entry.get("options", {})
+                    )
 
 
 def _get_task(celery_app: celery.Celery, task_func: Any) -> celery.Task:
