@@ -168,3 +168,94 @@ def test_lost_online_key_is_replaced_without_it_and_clients_fail_closed_meanwhil
     assert clone(old).download(path) == b"kept"
     timestamp = Metadata.from_bytes((metadata_dir / "timestamp.json").read_bytes())
     assert set(timestamp.signatures) == {h["online2"].keyid}
+
+
+def test_lost_targets_key_is_replaced_with_the_new_keys_only(db, tmp_path, holders):
+    h = holders
+    metadata_dir = tmp_path / "metadata"
+    settings = make_settings(tmp_path, **{"tuf.online_signers": h["online1"].signer_entry})
+    manager = TUFManager(db, settings, LocalStorage(metadata_dir), LocalStorage(tmp_path / "simple"))
+    manager.bootstrap(*(v1_payload(h).role_bytes(role) for role in ("root", "targets")))
+    client = Client(metadata_dir)
+    client.refresh()
+    changes = {"add_targets_keys": [key(h, "targets3")], "remove_targets_keys": [h["targets2"].keyid]}
+    # targets2 is lost: its holder cannot sign the handover the usual rule asks for.
+    usual = next_payload(h, metadata_dir, ("root1", "root2", "targets1", "targets3"), **changes)
+    assert "targets v2 is signed by 1 of the 2 keys root v1 requires for targets" in usual.problems()
+    lost = next_payload(h, metadata_dir, (), **changes)
+    lost.old_keys_unavailable = True
+    for name in ("root1", "root2", "targets1", "targets3"):
+        lost.sign(h[name].uri)
+    assert lost.problems() == []
+    assert ceremony.Payload.from_bytes(lost.to_bytes()).old_keys_unavailable
+    manager.install(lost.role_bytes("root"), lost.role_bytes("targets"), without_old_key=True)
+    client.refresh()
+    assert Metadata.from_file(str(client.cache / "targets.json")).signed.version == 2
+
+
+def _tables(engine):
+    from sqlalchemy import delete, insert, select
+
+    from warehouse_tuf.models import metadata
+
+    def backup():
+        with engine.connect() as conn:
+            return {t: [row._asdict() for row in conn.execute(select(t))] for t in metadata.sorted_tables}
+
+    def restore(saved):
+        with engine.begin() as conn:
+            for table in reversed(metadata.sorted_tables):
+                conn.execute(delete(table))
+            for table in metadata.sorted_tables:
+                if saved[table]:
+                    conn.execute(insert(table), saved[table])
+
+    return backup, restore
+
+
+def test_database_restored_from_before_a_rotation_reinstalls_the_payload_then_recovers(db, engine, tmp_path, holders):
+    from warehouse_tuf.services import InstallError, RepositoryError
+    from warehouse_tuf.signing import SigningError
+
+    h = holders
+    metadata_dir, targets_dir = tmp_path / "metadata", tmp_path / "packages"
+    backup, restore = _tables(engine)
+
+    def manager_for(*signers):
+        settings = make_settings(tmp_path, **{"tuf.online_signers": " ".join(signers)})
+        return TUFManager(db, settings, LocalStorage(metadata_dir), LocalStorage(tmp_path / "simple"))
+
+    def upload(manager, name: bytes) -> str:
+        path = f"f/{name.decode()}.whl"
+        (targets_dir / path).parent.mkdir(parents=True, exist_ok=True)
+        (targets_dir / path).write_bytes(name)
+        manager.record_target(path, len(name), {"sha256": hashlib.sha256(name).hexdigest()})
+        db.commit()
+        manager.publish()
+        return path
+
+    old = manager_for(h["online1"].signer_entry)
+    old.bootstrap(*(v1_payload(h).role_bytes(role) for role in ("root", "targets")))
+    a = upload(old, b"a")
+    saved = backup()
+    payload = next_payload(h, metadata_dir, ("root1", "root2", "targets1", "targets2"),
+                           online_keys=[key(h, "online2")])
+    old.install(payload.role_bytes("root"), payload.role_bytes("targets"),
+                (h["online1"].signer_entry, h["online2"].signer_entry))
+    new = manager_for(h["online2"].signer_entry)
+    b = upload(new, b"b")
+    client = Client(metadata_dir, targets_dir)
+    assert client.download(b) == b"b"
+
+    restore(saved)  # the database forgets the rotation and upload b
+    db.expire_all()
+    with pytest.raises(SigningError):
+        new.publish()  # restored root v1 does not trust the new key
+    with pytest.raises(RepositoryError, match="storage holds root version 2 but the database has 1"):
+        new.recover()
+    with pytest.raises(InstallError, match="storage already publishes 2.targets.json with other bytes"):
+        new.install(payload.role_bytes("root"), payload.role_bytes("targets") + b" ")
+    new.install(payload.role_bytes("root"), payload.role_bytes("targets"))  # the same bytes go back
+    new.recover()
+    b = upload(new, b"b")  # recorded again, as the recovery runbook says
+    assert client.download(b) == b"b" and client.download(a) == b"a"

@@ -269,6 +269,9 @@ class Payload:
     trusted_root: Metadata[Root] | None = None
     root: Metadata[Root] | None = None
     targets: Metadata[Targets] | None = None
+    #: The old targets or online keys are lost or compromised: the new targets is
+    #: signed by the new targets keys only (root N+1 always needs root N's threshold).
+    old_keys_unavailable: bool = False
 
     # -- reading and writing
 
@@ -282,13 +285,16 @@ class Payload:
             raise CeremonyError(
                 f"not a warehouse-tuf ceremony payload (expected \"{FORMAT}\": {FORMAT_VERSION})"
             )
-        unknown = set(obj) - {FORMAT, "trusted_root", *OFFLINE_ROLES}
+        unknown = set(obj) - {FORMAT, "trusted_root", "old_keys_unavailable", *OFFLINE_ROLES}
         if unknown:
             raise CeremonyError(f"unknown payload field(s): {', '.join(map(repr, sorted(unknown)))}")
         roles = {}
         for name, kind in (("trusted_root", Root), ("root", Root), ("targets", Targets)):
             roles[name] = _metadata_from_dict(name, obj.get(name), kind)
-        payload = cls(**roles)
+        lost = obj.get("old_keys_unavailable", False)
+        if not isinstance(lost, bool):
+            raise CeremonyError("old_keys_unavailable must be true or false")
+        payload = cls(**roles, old_keys_unavailable=lost)
         if payload.root is None and payload.targets is None:
             raise CeremonyError("the payload holds neither a root nor a targets to sign")
         return payload
@@ -306,6 +312,8 @@ class Payload:
         for name in ("trusted_root", *OFFLINE_ROLES):
             md = getattr(self, name)
             obj[name] = md.to_dict() if md is not None else None
+        if self.old_keys_unavailable:
+            obj["old_keys_unavailable"] = True
         return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
 
     def write(self, path: str | Path) -> None:
@@ -332,13 +340,14 @@ class Payload:
         Root N+1 is signed to the thresholds of root N and of itself (as clients
         verify it). A targets signed under new targets keys must also satisfy
         root N's targets keys, so that clients on either root accept it while
-        the new root is being published.
+        the new root is being published, unless those keys are unavailable.
         """
         in_force = self.root_in_force
         roots = [(f"root v{in_force.version}", in_force)] if in_force is not None else []
         if self.trusted_root is not None and self.root is not None:
             trusted = self.trusted_root.signed
-            if role == "root" or _role_keys(trusted, role) != _role_keys(self.root.signed, role):
+            if role == "root" or (not self.old_keys_unavailable
+                                  and _role_keys(trusted, role) != _role_keys(self.root.signed, role)):
                 roots.append((f"root v{trusted.version}", trusted))
         return roots
 

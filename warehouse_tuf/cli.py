@@ -276,10 +276,13 @@ def init(root_key, root_threshold, targets_key, targets_threshold, online_key, o
 @click.option("--online-threshold", type=int)
 @click.option("--root-expiry", callback=_duration, help="New root expiry from now, e.g. 365d.")
 @click.option("--targets-expiry", callback=_duration, help="Renew targets: expiry from now, e.g. 365d.")
+@click.option("--without-old-keys", is_flag=True,
+              help="The old targets or online keys are lost or compromised: the new targets needs "
+                   "only the new targets keys (install then signs with the new online key alone).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True)
 def prepare(root_file, targets_file, add_root_key, remove_root_key, root_threshold, add_targets_key,
             remove_targets_key, targets_threshold, online_key, online_threshold, root_expiry,
-            targets_expiry, output) -> None:
+            targets_expiry, without_old_keys, output) -> None:
     """Write the unsigned next root and/or targets: key rotation, thresholds, renewal."""
     try:
         current = {}
@@ -297,7 +300,8 @@ def prepare(root_file, targets_file, add_root_key, remove_root_key, root_thresho
             targets_threshold=targets_threshold, online_keys=online_key,
             online_threshold=online_threshold, root_expiry=root_expiry, targets_expiry=targets_expiry,
         )
-        payload = ceremonylib.Payload(trusted_root=current["root"], root=root, targets=targets)
+        payload = ceremonylib.Payload(trusted_root=current["root"], root=root, targets=targets,
+                                      old_keys_unavailable=without_old_keys)
         _write_new(output, payload.to_bytes())
     except (ceremonylib.CeremonyError, SigningError) as exc:
         _fail(exc)
@@ -312,6 +316,17 @@ def _write_new(path: str, data: bytes) -> None:
             handle.write(data)
     except FileExistsError:
         raise ceremonylib.CeremonyError(f"{path} exists; choose another --output") from None
+
+
+@ceremony.command("key-id")
+@click.argument("public_key", type=click.Path(dir_okay=False))
+def key_id(public_key) -> None:
+    """Print the TUF key id of a public key file, for holders to read aloud."""
+    try:
+        key = ceremonylib.load_public_key(public_key)
+    except ceremonylib.CeremonyError as exc:
+        _fail(exc)
+    click.echo(f"{key.keyid}  {key.keytype}/{key.scheme}")
 
 
 @ceremony.command()
@@ -396,7 +411,7 @@ def install(config: Any, payload_file: str, online_signer: tuple[str, ...], with
         with service(config) as tuf_service:
             result = tuf_service.install(
                 payload.role_bytes("root"), payload.role_bytes("targets"), online_signer or None,
-                without_old_key=without_old_key,
+                without_old_key=without_old_key or payload.old_keys_unavailable,
             )
     except (ceremonylib.CeremonyError, RepositoryError, ConfigurationError, SigningError) as exc:
         _fail(exc)

@@ -336,8 +336,12 @@ class TUFManager:
         with publish_lock(self._engine, self.settings.lock_timeout), self._sessions() as s:
             trusted_root, trusted_targets = self._offline_roles(s)
             rows = {row.name: row for row in s.scalars(select(RoleVersion))}
+            payload = self._check_install(trusted_root, trusted_targets, root_bytes, targets_bytes,
+                                          without_old_key)
+            if self._reinstall_after_restore(s, rows, payload, root_bytes, targets_bytes):
+                return InstallResult(rows["root"].version, rows["targets"].version, False,
+                                     rows["timestamp"].version, time.monotonic() - started)
             self._check_storage_not_ahead(rows["timestamp"])
-            payload = self._check_install(trusted_root, trusted_targets, rows, root_bytes, targets_bytes)
             new_root = payload.root or trusted_root
             new_targets = payload.targets or trusted_targets
             old_keys = signing.online_keys(trusted_root.signed, trusted_targets.signed)
@@ -384,7 +388,7 @@ class TUFManager:
 
     def _check_install(
         self, trusted_root: Metadata[Root], trusted_targets: Metadata[Targets],
-        rows: dict[str, RoleVersion], root_bytes: bytes | None, targets_bytes: bytes | None,
+        root_bytes: bytes | None, targets_bytes: bytes | None, without_old_key: bool,
     ) -> ceremony.Payload:
         """The new roles as a payload verified against the installed ones; raise on any problem."""
         roles = {}
@@ -399,7 +403,7 @@ class TUFManager:
                 raise InstallError(f"expected {name} metadata, found {roles[name].signed.type}")
         if not roles:
             raise InstallError("nothing to install: give a root, a targets, or both")
-        payload = ceremony.Payload(trusted_root=trusted_root, **roles)
+        payload = ceremony.Payload(trusted_root=trusted_root, old_keys_unavailable=without_old_key, **roles)
         problems = payload.problems()
         if payload.targets is not None:
             expected = trusted_targets.signed.version + 1
@@ -422,6 +426,35 @@ class TUFManager:
         if problems:
             raise InstallError(problems[0])
         return payload
+
+    def _reinstall_after_restore(
+        self, s: Session, rows: dict[str, RoleVersion], payload: ceremony.Payload,
+        root_bytes: bytes | None, targets_bytes: bytes | None,
+    ) -> bool:
+        """After a database restore, put back roles storage already publishes, byte for byte.
+
+        Storage is then ahead of the database ('tuf recover' refuses until the
+        newer root and targets are back); nothing is signed or written here.
+        """
+        stored = self._stored_timestamp_version()
+        if stored is None or stored <= rows["timestamp"].reserved_version:
+            return False
+        roles = [("root", payload.root, root_bytes), ("targets", payload.targets, targets_bytes)]
+        for name, md, data in roles:
+            if md is not None and not (
+                self.storage.exists(f"{md.signed.version}.{name}.json")
+                and self.storage.get(f"{md.signed.version}.{name}.json") == data
+            ):
+                return False
+        now = utcnow()
+        for name, md, data in roles:
+            if md is not None:
+                self._update_row(rows[name], md.signed.version, md.signed.expires, data, now)
+                rows[name].signed_bytes = data
+        s.commit()
+        log.warning("tuf install: re-installed published root %d / targets %d after a restore",
+                    rows["root"].version, rows["targets"].version)
+        return True
 
     def _rotation_signers(
         self, uris: tuple[str, ...], old: signing.OnlineKeys, new: signing.OnlineKeys,
@@ -497,7 +530,7 @@ class TUFManager:
         database and are not re-queued: record them again (e.g. by backfill).
         """
         with publish_lock(self._engine, self.settings.lock_timeout), self._sessions() as s:
-            self._trusted(s)
+            self._offline_roles(s)  # bootstrapped; the signers may trust a root not reinstalled yet
             rows = {row.name: row for row in s.scalars(select(RoleVersion))}
             published = self._published_versions()
             highest = dict(published)
