@@ -379,3 +379,20 @@ def test_bad_install_payload_is_refused_and_changes_nothing(case, engine, tmp_pa
     before = repository_state(engine, tmp_path / "metadata")
     assert words in one_line_error(run(config, "install", payload, ok=None))
     assert repository_state(engine, tmp_path / "metadata") == before
+
+
+def test_init_takes_its_values_from_a_spec_file_and_options_win(tmp_path, holders):
+    h = holders
+    spec = tmp_path / "ceremony.json"
+    spec.write_text(json.dumps({
+        "root_key": [str(h[n].public) for n in ("root1", "root2", "root3")], "root_threshold": 2,
+        "targets_key": [str(h["targets1"].public)], "targets_threshold": 1,
+        "online_key": [str(h["online1"].public)], "bin_count": 256,
+    }))
+    run(None, "ceremony", "init", "--spec", spec, "--bin-count", 16, "-o", tmp_path / "p.json")
+    payload = ceremony.Payload.from_file(tmp_path / "p.json")
+    root = payload.root.signed
+    assert set(root.roles["root"].keyids) == {h[n].keyid for n in ("root1", "root2", "root3")}
+    assert root.roles["root"].threshold == 2 and root.roles["targets"].keyids == [h["targets1"].keyid]
+    assert payload.targets.signed.delegations.succinct_roles.bit_length == 4  # --bin-count 16 won
+    assert payload.shape_problems() == [] and len(payload.problems()) == 2  # unsigned root and targets

@@ -127,3 +127,26 @@ def test_target_whose_bytes_do_not_match_is_named(published, served, tmp_path):
     served_file.write_bytes(b"tampered!")
     problems = check(served).problems
     assert len(problems) == 1 and problems[0].startswith(f"target {published[3]}: LengthOrHashMismatchError"), problems
+
+
+def test_simple_pages_are_sampled_under_their_hash_prefixed_names(db, settings, tmp_path, served):
+    from warehouse_tuf.services import TUFManager
+    from warehouse_tuf.storage import LocalStorage
+    from warehouse_tuf.targets import SimplePages
+
+    def render(request, project):
+        return SimplePages(html=f"<html>{project}</html>".encode(), json=f'{{"name": "{project}"}}'.encode())
+
+    repo = TUFManager(db, settings, LocalStorage(tmp_path / "metadata"), LocalStorage(tmp_path / "simple"),
+                      renderer=render)
+    repo.bootstrap_development()
+    for project in ("alpha", "beta"):
+        repo.record_pages_changed(project)
+    db.commit()
+    repo.publish()
+    report = audit(f"{served}/metadata", simple_url=f"{served}/simple", sample=10)
+    assert report.problems == [] and report.targets_sampled == 4
+    page = next((tmp_path / "simple" / "beta").glob("*.beta.json"))
+    page.write_bytes(b'{"name": "evil"}')
+    problems = audit(f"{served}/metadata", simple_url=f"{served}/simple", sample=10).problems
+    assert len(problems) == 1 and problems[0].startswith("target beta/beta.json:"), problems
