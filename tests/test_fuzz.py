@@ -1,4 +1,5 @@
-"""Hostile input, property-based (hypothesis): target paths, storage names, settings, ceremony payloads.
+"""Hostile input, property-based (hypothesis): target paths, storage names, settings, ceremony
+payloads, and requests to the development host without the right credentials.
 
 Each property says: whatever the input, the parser either accepts something
 safe or refuses with its own one-line error, and never writes outside the
@@ -8,16 +9,25 @@ properties with N examples each.
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import tempfile
+import urllib.parse
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from webtest import TestApp
+
+from dev.models import File, Project, Release
+from dev.tasks import wait_for_embedded_tasks
+from tests.devhost import dev_config
 
 from warehouse_tuf import ceremony, signing
-from warehouse_tuf.models import MAX_TARGET_PATH_BYTES, utcnow
+from warehouse_tuf.models import MAX_TARGET_PATH_BYTES, PendingChange, utcnow
 from warehouse_tuf.settings import MAX_SETTING_LENGTH, SETTINGS, ConfigurationError, TUFSettings
 from warehouse_tuf.storage import LocalStorage, StorageError
 from warehouse_tuf.targets import InvalidTargetError, page_paths, prefixed_name, validate_path
@@ -206,6 +216,105 @@ def test_a_mutated_ceremony_payload_is_refused_or_reported(data):
 
 def test_the_unmutated_payload_has_no_problems():
     assert ceremony.Payload.from_bytes(valid_payload()).problems() == []
+
+
+# -- access: the development host's endpoints under hostile requests ------------------------
+
+SECRET = b"outside every storage root"
+GOOD_AUTH = "Basic " + base64.b64encode(b"tuf-dev:tuf-dev").decode()
+WRITE_ROUTES = {"legacy.upload", "manage.project", "manage.release", "manage.file"}
+READ_ROUTES = {"simple.index", "simple.detail", "simple.stored", "packages", "tuf.metadata"}
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+@functools.cache
+def access_host() -> tuple:
+    """An embedded host with one uploaded file, and a secret file beside its storage roots."""
+    data = Path(tempfile.mkdtemp(prefix="tuf-access-"))
+    config = dev_config(data, f"sqlite:///{data / 'index.sqlite'}")
+    app = TestApp(config.make_wsgi_app())
+    filename = "demo-1.0-py3-none-any.whl"
+    app.post("/legacy/", {":action": "file_upload", "name": "demo", "version": "1.0",
+                          "filetype": "bdist_wheel", "pyversion": "py3"},
+             upload_files=[("content", filename, b"demo wheel")], headers={"Authorization": GOOD_AUTH})
+    wait_for_embedded_tasks(config.registry["celery.app"])
+    (data / "secret.txt").write_bytes(SECRET)
+    with Session(config.registry["sqlalchemy.engine"]) as session:
+        path = session.scalar(select(File.path))
+    page = json.loads(app.get("/tuf/metadata/timestamp.json").body)  # the host serves metadata
+    assert page["signed"]["version"] >= 2
+    urls = {
+        "legacy.upload": "/legacy/", "manage.project": "/manage/project/demo/",
+        "manage.release": "/manage/project/demo/release/1.0/",
+        "manage.file": f"/manage/project/demo/release/1.0/file/{filename}",
+        "simple.index": "/simple/", "simple.detail": "/simple/demo/",
+        "simple.stored": f"/simple/demo/{next((data / 'tuf-simple' / 'demo').glob('*.demo.html')).name}",
+        "packages": f"/packages/{path}",
+        "tuf.metadata": "/tuf/metadata/1.root.json",
+    }
+    return config, app, data, urls
+
+
+def host_state(config, data: Path) -> tuple:
+    """Everything a write would change: the host's rows, pending changes, stored bytes."""
+    engine = config.registry["sqlalchemy.engine"]
+    with Session(engine) as session:
+        rows = tuple(session.scalar(select(func.count()).select_from(model))
+                     for model in (Project, Release, File, PendingChange))
+    stored = tuple(sorted((str(p.relative_to(data)), p.stat().st_size) for p in data.rglob("*")
+                          if p.is_file() and p.suffix not in (".sqlite", ".sqlite-wal", ".sqlite-shm")))
+    return rows, stored
+
+
+def test_every_route_is_classified_as_write_or_read_only():
+    config, *_ = access_host()
+    routes = {entry["introspectable"]["name"] for entry in config.registry.introspector.get_category("routes")}
+    assert routes == WRITE_ROUTES | READ_ROUTES
+
+
+credentials = st.one_of(
+    st.none(),
+    st.tuples(st.text(max_size=12), st.text(max_size=12)).filter(lambda c: c != ("tuf-dev", "tuf-dev"))
+    .map(lambda c: "Basic " + base64.b64encode(f"{c[0]}:{c[1]}".encode()).decode()),
+    st.sampled_from(["Basic", "Basic !!!", "Basic dHVmLWRldg==", "Bearer tuf-dev", "basic  ",
+                     "Basic " + base64.b64encode(b"tuf-dev:tuf-dev ").decode(),
+                     "Basic " + base64.b64encode(b"TUF-DEV:tuf-dev").decode()]),
+    st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=40),
+)
+
+
+@FUZZ
+@given(st.sampled_from(sorted(WRITE_ROUTES | READ_ROUTES)), st.sampled_from(METHODS), credentials)
+def test_no_request_without_the_right_credentials_changes_anything(route, method, authorization):
+    config, app, data, urls = access_host()
+    before = host_state(config, data)
+    headers = {"Authorization": authorization} if authorization is not None else {}
+    params = {":action": "file_upload", "name": "demo", "version": "2.0", "filetype": "bdist_wheel"}
+    if method == "POST":
+        response = app.post(urls[route], params, upload_files=[("content", "demo-2.0-py3-none-any.whl", b"x")],
+                            headers=headers, expect_errors=True)
+    else:
+        response = app.request(urls[route], method=method, headers=headers, expect_errors=True)
+    if route in WRITE_ROUTES:
+        assert response.status_int == 403, (route, method, response.status)
+    elif method in ("GET", "HEAD"):
+        assert response.status_int == 200, (route, method, response.status)
+    else:
+        assert 400 <= response.status_int < 500, (route, method, response.status)
+    wait_for_embedded_tasks(config.registry["celery.app"])
+    assert host_state(config, data) == before
+
+
+@FUZZ
+@given(st.sampled_from(["/packages/", "/tuf/metadata/", "/simple/demo/"]),
+       st.one_of(st.lists(st.sampled_from(["..", ".", "secret.txt", "%2e%2e", "..%2f", "tuf-metadata",
+                                           "packages", "index.sqlite", ""]), max_size=6).map("/".join),
+                 st.text(max_size=40)))
+def test_read_only_endpoints_never_serve_a_file_outside_their_storage(prefix, path):
+    config, app, data, _ = access_host()
+    response = app.get(prefix + urllib.parse.quote(path, safe="/%"), expect_errors=True)
+    assert response.status_int in (200, 301, 404), response.status
+    assert SECRET not in response.body and b"SQLite format" not in response.body
 
 
 # -- counterexamples the properties found, kept as regression tests ------------------------

@@ -12,7 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from dev.cli import dev
+from dev.soak.concurrency import run_concurrency
 from dev.soak.crash import run_crash
+from dev.soak.outage import run_database_outage, run_storage_outage
 from dev.soak.restore import run_restore
 
 
@@ -35,8 +37,28 @@ def test_restore_from_an_older_backup_is_refused_then_recovered(database):
 
 
 def test_soak_command_ends_with_one_json_line():
-    result = CliRunner().invoke(dev, ["soak", "crash", "--trials", "2", "--seed", "1", "--json"])
+    result = CliRunner().invoke(dev, ["soak", "outage", "--part", "storage", "--trials", "2", "--json"])
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert figures["trials"] == 2
     assert (figures["failures"], figures["discrepancies"]) == (0, 0)
+
+
+def test_storage_full_or_read_only_fails_cleanly_then_publishes():
+    report = run_storage_outage(4, seed=2)
+    assert_clean(report, checks=4 * 5)
+    assert sum(report.details["failed_publishes"].values()) >= 2  # outages that really failed a publish
+
+
+def test_database_connections_dropped_mid_publish_are_retried():
+    report = run_database_outage(6, seed=4)
+    assert_clean(report, checks=6 * 5)
+    assert sum(report.details["backends_terminated"].values()) >= 1
+
+
+def test_concurrent_uploads_and_deletes_through_a_broker_outage():
+    report = run_concurrency(120, uploaders=4, workers=2, bins=16, seed=5, outage=4)
+    assert_clean(report, checks=10)
+    assert report.details["requests"]["uploads"] == 120
+    assert report.details["pending_when_broker_returned"] > 0
+    assert report.details["polls"] >= 10 and report.details["files"] > 0

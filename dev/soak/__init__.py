@@ -23,4 +23,4 @@ def json_option(function):
 
 
 # The scenarios attach their commands to the group above.
-from dev.soak import crash, fuzz, restore  # noqa: E402,F401
+from dev.soak import concurrency, crash, fuzz, outage, restore  # noqa: E402,F401

@@ -61,6 +61,21 @@ class Report:
         self.discrepancies += 1
         self.problems.append(f"discrepancy: {message}")
 
+    @classmethod
+    def combine(cls, scenario: str, reports: list["Report"]) -> "Report":
+        """One report of several parts: sums, each part's figures under its name."""
+        total = cls(scenario)
+        for part in reports:
+            for name in ("trials", "uploads", "failures", "discrepancies", "checks", "seconds"):
+                setattr(total, name, getattr(total, name) + getattr(part, name))
+            total.details[part.scenario] = {
+                "trials": part.trials, "uploads": part.uploads, "failures": part.failures,
+                "discrepancies": part.discrepancies, "seconds": part.seconds, **part.details,
+            }
+            total.problems += [f"{part.scenario}: {problem}" for problem in part.problems]
+        total.seconds = round(total.seconds, 1)
+        return total
+
     @property
     def ok(self) -> bool:
         return not self.failures and not self.discrepancies
@@ -208,11 +223,17 @@ class VersionLog:
     def __init__(self) -> None:
         self.seen: dict[tuple[str, int], str] = {}
         self.conflicts: set[tuple[str, int, str]] = set()
+        self.stats: dict[str, tuple[int, int, int]] = {}
         self.last_timestamp = 0
 
     def observe(self, metadata: Path, report: Report) -> None:
         report.checks += 1
         for path in metadata.iterdir() if metadata.is_dir() else ():
+            stat = path.stat()
+            identity = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+            if self.stats.get(path.name) == identity:
+                continue  # unchanged since it was last read (a rewrite is a new inode)
+            self.stats[path.name] = identity
             match = _VERSIONED.match(path.name)
             if match:
                 self._record(match.group(2), int(match.group(1)), path.read_bytes(), report)
