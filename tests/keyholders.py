@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 from pathlib import Path
 
 from click.testing import CliRunner
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_private_key
+from tuf.api.metadata import Metadata
 
+from warehouse_tuf import ceremony
 from warehouse_tuf.cli import tuf
 from warehouse_tuf.signing import generate_key_file
 
@@ -46,3 +49,36 @@ def run(config, *args: str, ok: bool = True):
     if ok is not None:
         assert (result.exit_code == 0) is ok, result.output
     return result
+
+
+def v1_payload(h, *, bins: int = 16, sign: tuple[str, ...] = ("root1", "root2", "targets1", "targets2")):
+    now = ceremony.utcnow()
+    keys = {name: ceremony.load_public_key(holder.public) for name, holder in h.items()}
+    root, targets = ceremony.build_roles(
+        root=ceremony.RoleSpec([keys["root1"], keys["root2"], keys["root3"]], 2),
+        targets=ceremony.RoleSpec([keys["targets1"], keys["targets2"]], 2),
+        online=ceremony.RoleSpec([keys["online1"]], 1),
+        bin_bits=ceremony.bin_bits(bins), bin_prefix="bins",
+        root_expires=now + datetime.timedelta(days=365), targets_expires=now + datetime.timedelta(days=365),
+    )
+    payload = ceremony.Payload(root=root, targets=targets)
+    for name in sign:
+        payload.sign(h[name].uri)
+    return payload
+
+
+def next_payload(h, metadata_dir, signers, **changes) -> ceremony.Payload:
+    def newest(role):
+        return max(metadata_dir.glob(f"*.{role}.json"), key=lambda p: int(p.name.split(".")[0]))
+
+    current_root = Metadata.from_file(str(newest("root")))
+    current_targets = Metadata.from_file(str(newest("targets")))
+    root, targets = ceremony.next_roles(current_root, current_targets, **changes)
+    payload = ceremony.Payload(trusted_root=current_root, root=root, targets=targets)
+    for name in signers:
+        payload.sign(h[name].uri)
+    return payload
+
+
+def public_key(h, name):
+    return ceremony.load_public_key(h[name].public)

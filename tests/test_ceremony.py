@@ -16,7 +16,7 @@ import pytest
 from tuf.api.metadata import Metadata
 
 from tests.conftest import make_configurator
-from tests.keyholders import make_holder, run
+from tests.keyholders import make_holder, next_payload, public_key, run, v1_payload
 from tests.tufclient import Client
 from warehouse_tuf import ceremony
 from warehouse_tuf.cli import service
@@ -151,22 +151,6 @@ def one_line_error(result) -> str:
     return message
 
 
-def v1_payload(h, *, bins: int = 16, sign: tuple[str, ...] = ("root1", "root2", "targets1", "targets2")):
-    now = ceremony.utcnow()
-    keys = {name: ceremony.load_public_key(holder.public) for name, holder in h.items()}
-    root, targets = ceremony.build_roles(
-        root=ceremony.RoleSpec([keys["root1"], keys["root2"], keys["root3"]], 2),
-        targets=ceremony.RoleSpec([keys["targets1"], keys["targets2"]], 2),
-        online=ceremony.RoleSpec([keys["online1"]], 1),
-        bin_bits=ceremony.bin_bits(bins), bin_prefix="bins",
-        root_expires=now + datetime.timedelta(days=365), targets_expires=now + datetime.timedelta(days=365),
-    )
-    payload = ceremony.Payload(root=root, targets=targets)
-    for name in sign:
-        payload.sign(h[name].uri)
-    return payload
-
-
 def edited(payload: ceremony.Payload, edit) -> bytes:
     """The payload's JSON after ``edit(obj)``: what a careless or hostile hand produces."""
     obj = json.loads(payload.to_bytes())
@@ -191,6 +175,13 @@ def _set(path: str, value):
             node = node[int(part)] if part.isdigit() else node[part]
         node[last] = value
     return edit
+
+
+@pytest.fixture
+def host(engine, tmp_path, holders):
+    """The index, online key online1; and an outsider whose key no role lists."""
+    holders["outsider"] = make_holder(tmp_path, "outsider")
+    return make_configurator(engine, tmp_path, **{"tuf.online_signers": holders["online1"].signer_entry})
 
 
 PAST = "2020-01-01T00:00:00Z"
@@ -242,14 +233,12 @@ BOOTSTRAP_CASES = [
 
 
 @pytest.mark.parametrize("case", BOOTSTRAP_CASES, ids=[c[0] for c in BOOTSTRAP_CASES])
-def test_bad_bootstrap_payload_is_refused_and_changes_nothing(case, engine, tmp_path, holders):
+def test_bad_bootstrap_payload_is_refused_and_changes_nothing(case, engine, tmp_path, holders, host):
     _, make, words = case
-    holders["outsider"] = make_holder(tmp_path, "outsider")
-    config = make_configurator(engine, tmp_path, **{"tuf.online_signers": holders["online1"].uri})
     payload = tmp_path / "payload.json"
     payload.write_bytes(make(holders))
     before = repository_state(engine, tmp_path / "metadata")
-    message = one_line_error(run(config, "bootstrap", payload, ok=None))
+    message = one_line_error(run(host, "bootstrap", payload, ok=None))
     assert words in message
     assert repository_state(engine, tmp_path / "metadata") == before
     assert not (tmp_path / "metadata").exists() or not any((tmp_path / "metadata").iterdir())
@@ -326,17 +315,7 @@ def test_bad_signing_is_refused_and_leaves_the_payload_unchanged(case, tmp_path,
 
 
 def _next(h, metadata_dir, *, root_names=(), targets_names=(), **changes) -> ceremony.Payload:
-    current_root = Metadata.from_file(str(metadata_dir / "1.root.json"))
-    current_targets = Metadata.from_file(str(metadata_dir / "1.targets.json"))
-    root, targets = ceremony.next_roles(current_root, current_targets, **changes)
-    payload = ceremony.Payload(trusted_root=current_root, root=root, targets=targets)
-    for name in (*root_names, *targets_names):
-        payload.sign(h[name].uri)
-    return payload
-
-
-def _key(h, name):
-    return ceremony.load_public_key(h[name].public)
+    return next_payload(h, metadata_dir, (*root_names, *targets_names), **changes)
 
 
 INSTALL_CASES = [
@@ -344,14 +323,14 @@ INSTALL_CASES = [
                                                         _set("root.signed.version", 3)), h, ("root1", "root2")),
      "root version is 3, expected 2"),
     ("new root not signed by the old root's threshold", lambda h, m: _next(
-        h, m, add_root_keys=[_key(h, "root4"), _key(h, "outsider")], root_threshold=2,
+        h, m, add_root_keys=[public_key(h, "root4"), public_key(h, "outsider")], root_threshold=2,
         remove_root_keys=[h["root1"].keyid, h["root2"].keyid], root_names=("root4", "outsider")).to_bytes(),
      "root v2 is signed by 0 of the 2 keys root v1 requires for root"),
     ("new root not signed by its own threshold", lambda h, m: _next(
-        h, m, add_root_keys=[_key(h, "root4")], root_threshold=3, root_names=("root1", "root2")).to_bytes(),
+        h, m, add_root_keys=[public_key(h, "root4")], root_threshold=3, root_names=("root1", "root2")).to_bytes(),
      "root v2 is signed by 2 of the 3 keys root v2 requires for root"),
     ("online key changed in root but not in targets", lambda h, m: edited(
-        _next(h, m, online_keys=[_key(h, "online2")], root_names=("root1", "root2")), _set("targets", None)),
+        _next(h, m, online_keys=[public_key(h, "online2")], root_names=("root1", "root2")), _set("targets", None)),
      "changes the online key: the payload must also hold the next targets"),
     ("targets version not M+1", lambda h, m: resign(edited(_next(h, m, targets_expiry=datetime.timedelta(days=30)),
                                                           _set("targets.signed.version", 5)), h, ("targets1", "targets2")),
@@ -361,23 +340,21 @@ INSTALL_CASES = [
      "targets v2 expired on 2020-01-01"),
     ("a bootstrap payload", lambda h, m: v1_payload(h).to_bytes(), "this payload is a bootstrap payload"),
     ("online key rotation without the new key's signer", lambda h, m: _next(
-        h, m, online_keys=[_key(h, "online2")], root_names=("root1", "root2"), targets_names=("targets1", "targets2")).to_bytes(),
+        h, m, online_keys=[public_key(h, "online2")], root_names=("root1", "root2"), targets_names=("targets1", "targets2")).to_bytes(),
      "rotating the online key needs signers for the old and the new key(s): 0 configured for the new one(s)"),
 ]
 
 
 @pytest.mark.parametrize("case", INSTALL_CASES, ids=[c[0] for c in INSTALL_CASES])
-def test_bad_install_payload_is_refused_and_changes_nothing(case, engine, tmp_path, holders):
+def test_bad_install_payload_is_refused_and_changes_nothing(case, engine, tmp_path, holders, host):
     _, make, words = case
-    holders["outsider"] = make_holder(tmp_path, "outsider")
-    config = make_configurator(engine, tmp_path, **{"tuf.online_signers": holders["online1"].signer_entry})
     bootstrap = tmp_path / "v1.json"
     bootstrap.write_bytes(v1_payload(holders).to_bytes())
-    run(config, "bootstrap", bootstrap)
+    run(host, "bootstrap", bootstrap)
     payload = tmp_path / "next.json"
     payload.write_bytes(make(holders, tmp_path / "metadata"))
     before = repository_state(engine, tmp_path / "metadata")
-    assert words in one_line_error(run(config, "install", payload, ok=None))
+    assert words in one_line_error(run(host, "install", payload, ok=None))
     assert repository_state(engine, tmp_path / "metadata") == before
 
 

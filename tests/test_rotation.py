@@ -11,8 +11,7 @@ import shutil
 import pytest
 from tuf.api.metadata import Metadata
 
-from tests.keyholders import make_holder
-from tests.test_ceremony import v1_payload
+from tests.keyholders import make_holder, next_payload, public_key as key, v1_payload
 from tests.tufclient import Client
 from tests.conftest import make_settings
 from warehouse_tuf import ceremony
@@ -45,23 +44,6 @@ def clone(client: Client) -> Client:
 def holders(tmp_path):
     names = ["root1", "root2", "root3", "root4", "targets1", "targets2", "targets3", "online1", "online2"]
     return {name: make_holder(tmp_path, name) for name in names}
-
-
-def next_payload(h, metadata_dir, signers, **changes) -> ceremony.Payload:
-    def newest(role):
-        return max(metadata_dir.glob(f"*.{role}.json"), key=lambda p: int(p.name.split(".")[0]))
-
-    current_root = Metadata.from_file(str(newest("root")))
-    current_targets = Metadata.from_file(str(newest("targets")))
-    root, targets = ceremony.next_roles(current_root, current_targets, **changes)
-    payload = ceremony.Payload(trusted_root=current_root, root=root, targets=targets)
-    for name in signers:
-        payload.sign(h[name].uri)
-    return payload
-
-
-def key(h, name):
-    return ceremony.load_public_key(h[name].public)
 
 
 @pytest.mark.parametrize("rotation", ["online key", "targets key", "root key"])
