@@ -7,6 +7,8 @@ from typing import Any
 import click
 
 from dev.cli import dev
+from warehouse_tuf.services import RepositoryError
+from warehouse_tuf.settings import ConfigurationError
 
 _PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True}
 
@@ -40,7 +42,11 @@ def serve(config: Any, host: str, port: int, threads: int) -> None:
     from dev.app import initialize
     from dev.tasks import EmbeddedBeat
 
-    if initialize(config):
+    try:
+        bootstrapped = initialize(config)
+    except (RepositoryError, ConfigurationError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if bootstrapped:
         click.echo("bootstrapped the TUF repository with the INSECURE development keys")
     beat = None
     if config.registry.settings["dev.mode"] == "embedded":

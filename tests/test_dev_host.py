@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from webtest import TestApp
 
-from dev.commands import beat, worker
+from dev.commands import beat, serve, worker
 from dev.models import File
 from dev.tasks import wait_for_embedded_tasks
 from tests.devhost import PASSWORD, USERNAME, add_file, pending_count, verify_like_a_client
@@ -158,3 +158,14 @@ def test_worker_and_beat_need_distributed_mode(config):
     for command in (worker, beat):
         result = CliRunner().invoke(command, [], obj=config)
         assert result.exit_code == 2 and "TUF_DEV_MODE=distributed" in result.output
+
+
+def test_serve_refuses_the_development_keys_in_production(tmp_path, database_url):
+    from dev.app import configure
+
+    config = configure({"dev.data": str(tmp_path), "database.url": database_url, "tuf.env": "production"})
+    result = CliRunner().invoke(serve, [], obj=config)
+    assert (result.exit_code, result.output) == (
+        1, "Error: development keys are refused in production (tuf.env = production)\n")
+    assert not (tmp_path / "tuf-metadata" / "timestamp.json").exists()
+    config.registry["sqlalchemy.engine"].dispose()
