@@ -23,7 +23,7 @@ from pyramid.httpexceptions import (
 )
 from pyramid.response import Response
 from pyramid.view import view_config
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from dev.models import File, Project, Release, file_path, normalize_name
 from dev.simple import CONTENT_TYPES, HTML_TYPE, JSON_V1_TYPE, render_simple_index, render_simple_pages
@@ -103,11 +103,14 @@ def file_upload(request: Any) -> Response:
         if given and given != digest:
             raise _error(HTTPBadRequest, f"The {field} given does not match the uploaded file.")
 
-    existing = request.db.scalars(select(File).where(File.filename == filename)).first()
+    existing = request.db.scalars(select(File).where(
+        or_(File.filename == filename, File.sha256_digest == digests["sha256_digest"])
+    )).first()
     if existing is not None:
-        if existing.sha256_digest == digests["sha256_digest"]:
+        if (existing.filename, existing.sha256_digest) == (filename, digests["sha256_digest"]):
             return HTTPOk(body="File already exists, identical.\n")  # twine --skip-existing
-        raise _error(HTTPBadRequest, f"File already exists ({filename!r}) with other contents.")
+        raise _error(HTTPBadRequest, f"File already exists ({existing.filename!r}) with other contents "
+                                     "or under another name.")
 
     project = request.db.scalars(select(Project).where(Project.normalized_name == normalized)).first()
     release = None

@@ -69,6 +69,8 @@ def test_uploading_the_same_file_twice_is_accepted_once(app, config):
     assert "identical" in upload(app).text  # twine --skip-existing
     response = upload(app, status=400, data=b"other bytes, same name")
     assert "File already exists" in response.status
+    response = upload(app, status=400, filename="demo_pkg-1.0-py2-none-any.whl")  # same bytes
+    assert "File already exists" in response.status
     assert (file_count(config), pending_count(config)) == (1, 0)
     digest = hashlib.blake2b(WHEEL, digest_size=32).hexdigest()
     path = f"{digest[:2]}/{digest[2:4]}/{digest[4:]}/demo_pkg-1.0-py3-none-any.whl"
