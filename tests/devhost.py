@@ -224,7 +224,9 @@ def dist_path(dist: Path) -> str:
 
 def pip_install(base: str, project: str, target: Path) -> subprocess.CompletedProcess:
     """pip install from the served /simple/ only (wheel, no dependencies, no other network)."""
-    env = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INPUT": "1"}
+    # No configuration of this machine's pip (find-links, extra indexes): only the host's /simple/.
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PIP_")}
+    env.update(PIP_CONFIG_FILE=os.devnull, PIP_NO_INPUT="1")
     return subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "--no-cache-dir", "--only-binary", ":all:",
          "--disable-pip-version-check", "--target", str(target), "--index-url", f"{base}/simple/",
