@@ -18,15 +18,11 @@ from warehouse_tuf import tasks
 from warehouse_tuf.interfaces import IMetadataStorage, ITUFService
 from warehouse_tuf.services import TUFManager
 from warehouse_tuf.settings import TUFSettings
+from warehouse_tuf.targets import file_hashes
 
 log = logging.getLogger("warehouse_tuf")
 
 PENDING_KEY = "warehouse_tuf.pending"
-
-
-def file_hashes(file: Any) -> dict[str, str]:
-    """The hashes a host ``File`` row carries, under their TUF names."""
-    return {"sha256": file.sha256_digest.lower(), "blake2b-256": file.blake2_256_digest.lower()}
 
 
 def _manager(config: Any, session: Session) -> TUFManager:
@@ -155,6 +151,7 @@ def includeme(config: Any) -> None:
     celery_app = registry["celery.app"]
     for task in tasks.TASKS:
         celery_app.task(ignore_result=True, acks_late=True, name=f"{task.__module__}.{task.__name__}")(task)
+    registry["tuf.dispatch"] = tasks.bin_dispatch(celery_app)
 
     if settings.enabled:
         session_class = config.maybe_dotted(config.get_settings().get("tuf.session_class", "warehouse.db.Session"))

@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from securesystemslib.signer import Signature
+from securesystemslib.signer import Signature, Signer
 
 _dumps = json.JSONEncoder(
     ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False, check_circular=False,
@@ -76,3 +76,9 @@ def envelope(signed: bytes, signatures: Iterable[Signature]) -> bytes:
     if _CONTROL.search(signed):
         signed = json.dumps(json.loads(signed, strict=False), sort_keys=True, separators=(",", ":")).encode("utf-8")
     return b'{"signatures":' + sigs + b',"signed":' + signed + b"}"
+
+
+def signed_document(signed: dict[str, Any], signers: Iterable[Signer]) -> bytes:
+    """A metadata file: ``signed`` (a role's ``to_dict()``) with one signature per signer."""
+    payload = encode(signed)
+    return envelope(payload, [signer.sign(payload) for signer in signers])

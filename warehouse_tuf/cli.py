@@ -154,6 +154,42 @@ def bootstrap_dev(config: Any) -> None:
     click.echo(f"bootstrapped {len(result.bins)} bins with INSECURE development keys")
 
 
+@tuf.command()
+@click.option("--batch-files", default=10_000, show_default=True, type=click.IntRange(1),
+              help="Host files added per transaction.")
+@click.option("--batch-bins", default=1024, show_default=True, type=click.IntRange(1),
+              help="Bins re-signed per publish (fanned out to the workers in distributed mode).")
+@click.pass_obj
+def backfill(config: Any, batch_files: int, batch_bins: int) -> None:
+    """Sign every file and simple page the host already has.
+
+    Resumable: after an interruption, run it again; it continues where it stopped.
+    """
+    shown: dict[str, Any] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if shown.get("stage") != stage:
+            if shown:
+                shown["bar"].render_finish()
+            shown.update(stage=stage, bar=click.progressbar(length=max(total, 1), label=f"{stage:<5}"))
+        shown["bar"].update(done - shown["bar"].pos)
+
+    try:
+        with service(config) as tuf_service:
+            result = tuf_service.backfill(batch_files=batch_files, batch_bins=batch_bins,
+                                          progress=progress)
+    except (RepositoryError, ConfigurationError, SigningError) as exc:
+        _fail(exc)
+    finally:
+        if shown:
+            shown["bar"].render_finish()
+    for reason in result.skipped:
+        click.echo(f"skipped: {reason}", err=True)
+    click.echo(f"backfilled {result.files} file(s) and {result.pages} project page(s); "
+               f"re-signed {result.bins} bin(s) in {result.seconds:.1f}s"
+               + (f"; skipped {len(result.skipped)} invalid file(s)" if result.skipped else ""))
+
+
 # -- the offline key ceremony (no database, no service) ---------------------------
 
 

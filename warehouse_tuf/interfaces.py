@@ -30,11 +30,23 @@ class ITUFService(Interface):
     def bootstrap_development():
         """Generate development keys and bootstrap with them (refused in production)."""
 
-    def publish():
-        """Sign everything pending: touched bins, then one snapshot, then one timestamp."""
+    def publish(wait=True):
+        """Sign everything pending: touched bins, then one snapshot, then one timestamp.
+
+        ``wait=False`` returns at once when another publisher runs (it takes these changes).
+        """
 
     def refresh(window=None):
         """Re-sign every online role expiring within the window."""
+
+    def resign_bins(indexes=None):
+        """Re-sign bins (all by default), fanned out to workers, then snapshot and timestamp."""
+
+    def sign_reserved_bins(indexes, now):
+        """Fan-out worker side: sign and store the reserved versions of these bins."""
+
+    def backfill(batch_files=10000, batch_bins=1024, progress=None):
+        """Sign every file and simple page the host already has (resumable)."""
 
     def recover():
         """After a database restore, resume version numbers from what storage has published."""

@@ -21,12 +21,12 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 from tuf.api.metadata import (
@@ -34,16 +34,15 @@ from tuf.api.metadata import (
     MetaFile,
     Root,
     Snapshot,
-    TargetFile,
     Targets,
     Timestamp,
 )
 from tuf.api.serialization.json import JSONSerializer
 from zope.interface import implementer
 
-from warehouse_tuf import ceremony, signing, targets as targetlib
+from warehouse_tuf import canonical, ceremony, signing, targets as targetlib
 from warehouse_tuf.interfaces import IMetadataStorage, ITUFService
-from warehouse_tuf.locking import publish_lock
+from warehouse_tuf.locking import LockTimeout, publish_lock
 from warehouse_tuf.metrics import PREFIX as METRICS_PREFIX, NullMetrics, host_metrics, report_run
 from warehouse_tuf.models import ChangeKind, PendingChange, RoleVersion, Target, TargetKind, utcnow
 from warehouse_tuf.settings import TUFSettings
@@ -113,6 +112,22 @@ class PublishResult:
 
 
 @dataclass
+class BackfillResult:
+    """What one backfill did; ``skipped`` names the host files that are not valid targets."""
+
+    files: int = 0
+    pages: int = 0
+    bins: int = 0
+    skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+#: Signs the reserved versions of bins elsewhere: one call per run, given
+#: batches of bin indexes and the run's time (see ``TUFManager.sign_reserved_bins``).
+Dispatch = Callable[[list[list[int]], datetime.datetime], None]
+
+
+@dataclass
 class RecoveryResult:
     """What :meth:`TUFManager.recover` found published, and how many roles it marked."""
 
@@ -141,6 +156,8 @@ class TUFManager:
         *,
         request: Any = None,
         renderer: Any = None,
+        models: tuple[Any, Any, Any] | None = None,
+        dispatch: Dispatch | None = None,
         metrics: Any = None,
     ) -> None:
         self.db = db
@@ -149,6 +166,10 @@ class TUFManager:
         self.simple_storage = simple_storage
         self.request = request
         self.renderer = renderer
+        #: The host's (Project, Release, File) classes, for backfill.
+        self.models = models
+        #: Fans bin signing out to workers; None signs in this process.
+        self.dispatch = dispatch
         #: The host's metrics service (Warehouse's IMetricsService shape).
         self.metrics = metrics or NullMetrics()
         self._engine = db.get_bind()
@@ -166,6 +187,8 @@ class TUFManager:
             request.find_service(IMetadataStorage, name="tuf.simple"),
             request=request,
             renderer=request.registry["tuf.renderer"],
+            models=request.registry["tuf.models"],
+            dispatch=request.registry["tuf.dispatch"],
             metrics=host_metrics(request, request.registry["tuf.settings"].metrics_interface),
         )
 
@@ -491,18 +514,42 @@ class TUFManager:
 
     # -- publish and refresh ------------------------------------------------------
 
-    def publish(self) -> PublishResult:
-        """Publish every pending change (and whatever a crashed run left unfinished)."""
-        return self._measured("publish", None)
+    def publish(self, *, wait: bool = True) -> PublishResult:
+        """Publish every pending change (and whatever a crashed run left unfinished).
+
+        Publishes again while changes keep arriving. With ``wait=False`` it
+        returns at once when another publisher holds the lock: that one looks
+        for pending changes again after letting go, so it publishes these too.
+        That is how one publish task per upload coalesces into few publishes.
+        """
+        total = PublishResult()
+        while True:
+            try:
+                result = self._measured("publish", None, wait)
+            except LockTimeout:
+                if wait:
+                    raise
+                return total
+            if not result.published:
+                return total
+            total.changes += result.changes
+            total.bins = sorted({*total.bins, *result.bins})
+            total.snapshot_version = result.snapshot_version
+            total.timestamp_version = result.timestamp_version
+            total.seconds += result.seconds
+            with self._sessions() as s:
+                if s.scalar(select(PendingChange.id).limit(1)) is None:
+                    return total
 
     def refresh(self, window: datetime.timedelta | None = None) -> PublishResult:
         """Re-sign every online role that expires within ``window``, with pending changes."""
         return self._measured("refresh", window or self.settings.refresh_window)
 
-    def _measured(self, kind: str, refresh_window: datetime.timedelta | None) -> PublishResult:
+    def _measured(self, kind: str, refresh_window: datetime.timedelta | None,
+                  wait: bool = True) -> PublishResult:
         """Run a publish or refresh under the host's metrics, then report its gauges."""
         with self.metrics.timed(f"{METRICS_PREFIX}.{kind}.duration"):
-            result = self._run(refresh_window)
+            result = self._run(refresh_window, wait)
         with self._sessions() as s:
             health = self._health(s, utcnow())
         report_run(self.metrics, kind, changes=result.changes, bins=len(result.bins), **health)
@@ -575,12 +622,11 @@ class TUFManager:
             versions[name.removesuffix(".json")] = meta.version
         return versions
 
-    def _run(self, refresh_window: datetime.timedelta | None) -> PublishResult:
+    def _run(self, refresh_window: datetime.timedelta | None, wait: bool = True) -> PublishResult:
         started = time.monotonic()
-        with publish_lock(self._engine, self.settings.lock_timeout), self._sessions() as s:
+        timeout = self.settings.lock_timeout if wait else datetime.timedelta(0)
+        with publish_lock(self._engine, timeout), self._sessions() as s:
             trusted = self._trusted(s)
-            rows = {row.name: row for row in s.scalars(select(RoleVersion))}
-            self._check_storage_not_ahead(rows["timestamp"])
             changes = list(
                 s.scalars(
                     select(PendingChange).order_by(PendingChange.id)
@@ -588,33 +634,42 @@ class TUFManager:
                 )
             )
             now = utcnow()
-            bins = self._bins_touched(s, changes)
-            for row in rows.values():
-                if row.bin_index is None:
-                    continue
-                unfinished = row.reserved_version > row.version
-                expiring = refresh_window is not None and row.expires <= now + refresh_window
-                if unfinished or expiring:
-                    bins[row.name] = row.bin_index
-            top_due = any(
-                rows[name].reserved_version > rows[name].version
-                or (refresh_window is not None and rows[name].expires <= now + refresh_window)
-                for name in ("snapshot", "timestamp")
-            )
-            if not changes and not bins and not top_due:
+            due = RoleVersion.reserved_version > RoleVersion.version
+            if refresh_window is not None:
+                due = due | (RoleVersion.expires <= now + refresh_window)
+            # Online roles an earlier run left unfinished, or expiring: a query,
+            # not one ORM object per bin (16,384 of them in production).
+            due_roles = s.execute(
+                select(RoleVersion.name, RoleVersion.bin_index)
+                .where(due, RoleVersion.name.not_in(("root", "targets")))
+            ).all()
+            if not changes and not due_roles:
                 return PublishResult(seconds=time.monotonic() - started)
+            rows = {row.name: row for row in s.scalars(select(RoleVersion).where(RoleVersion.bin_index.is_(None)))}
+            self._check_storage_not_ahead(rows["timestamp"])
+            bins = self._bins_touched(s, changes)
+            bins.update((name, index) for name, index in due_roles if index is not None)
+            for chunk in _chunks(sorted(bins)):
+                rows.update((row.name, row) for row in s.scalars(select(RoleVersion).where(RoleVersion.name.in_(chunk))))
 
             versions = self._reserve(s, rows, [*bins, "snapshot", "timestamp"])
             s.commit()  # the reservation is durable before any byte is written
 
             self._apply_changes(s, changes)
-            self._sign_bins(s, trusted, rows, bins, versions, now)
+            # Committed now (applying again after a crash is harmless): uploads keep
+            # committing while the bins are signed, and fan-out workers read them.
+            s.commit()
+            if self.dispatch is not None and len(bins) >= self.settings.fan_out_batch:
+                self._sign_open_bins(s, sorted(bins.values()), now)
+            else:
+                self._sign_bins(s, trusted, rows, bins, versions, now)
             self._sign_snapshot_and_timestamp(
                 s, trusted, rows, versions["snapshot"], versions["timestamp"], now
             )
             ids = [change.id for change in changes]
             for chunk in _chunks(ids):
-                s.execute(delete(PendingChange).where(PendingChange.id.in_(chunk)))
+                s.execute(delete(PendingChange).where(PendingChange.id.in_(chunk)),
+                          execution_options={"synchronize_session": False})
             s.commit()
         result = PublishResult(
             changes=len(changes), bins=sorted(bins),
@@ -628,25 +683,17 @@ class TUFManager:
         return result
 
     def _reserve(self, s: Session, rows: dict[str, RoleVersion], names: Iterable[str]) -> dict[str, int]:
-        """Hand out the next version of each role and record it as reserved."""
+        """Hand out the next version of each role and record it as reserved.
+
+        A number once reserved is never handed out again, even when storage
+        does not hold it: a fan-out worker of a crashed run may still write it.
+        """
         versions = {}
         for name in names:
             row = rows[name]
-            if row.reserved_version == row.version:
-                version = row.version + 1
-            elif self._written(name, row.reserved_version):
-                version = row.reserved_version + 1
-            else:
-                # A crashed run reserved this number but wrote nothing under it.
-                version = row.reserved_version
-            row.reserved_version = version
-            versions[name] = version
+            row.reserved_version += 1
+            versions[name] = row.reserved_version
         return versions
-
-    def _written(self, name: str, version: int) -> bool:
-        if name == "timestamp":
-            return self._stored_timestamp_version() == version
-        return self.storage.exists(f"{version}.{name}.json")
 
     def _stored_timestamp_version(self) -> int | None:
         try:
@@ -687,9 +734,16 @@ class TUFManager:
         return {self._bin_name(i): i for i in indexes}
 
     def _apply_changes(self, s: Session, changes: list[PendingChange]) -> None:
-        """Bring the target table up to date, in change order; render pages last."""
+        """Bring the target table up to date, in change order; pages last.
+
+        Pages are rendered and stored before the first write, so that the write
+        transaction stays short (SQLite has a single writer: the uploads).
+        """
         bits = self.settings.bin_bits
-        pages: dict[str, None] = {}
+        pages = self._render_pages(
+            c.project for c in changes
+            if c.kind in (ChangeKind.REMOVE_PROJECT.value, ChangeKind.RENDER_PAGES.value)
+        )
         for kind, group in _runs(changes):
             if kind is ChangeKind.ADD:
                 rows = {
@@ -713,47 +767,55 @@ class TUFManager:
             elif kind is ChangeKind.REMOVE_PROJECT:
                 for c in group:
                     s.execute(delete(Target).where(Target.project == c.project))
-                    pages[c.project] = None
-            else:
-                pages.update((c.project, None) for c in group)
-        if self.renderer is not None:
-            # Pages are rendered from the committed state of the index, now:
-            # whatever order the changes came in, this is what clients will see.
-            for project in pages:
-                self._render_pages(s, project)
+        self._put_page_targets(s, pages)
 
-    def _render_pages(self, s: Session, project: str) -> None:
-        paths = targetlib.page_paths(project)
-        rendered = self.renderer(self.request, project)
-        if rendered is None:
-            for chunk in _chunks(list(paths.values())):
-                s.execute(delete(Target).where(Target.path.in_(chunk)))
-            return
-        rows, files = [], {}
-        for form, path in paths.items():
-            data = getattr(rendered, form)
-            hashes = targetlib.hash_data(data, self.settings.hash_algorithms)
-            for digest in hashes.values():
-                files[targetlib.prefixed_name(path, digest)] = data
-            rows.append({
-                "path": path, "bin_index": targetlib.bin_index(path, self.settings.bin_bits),
-                "length": len(data), "hashes": hashes, "kind": TargetKind.PAGE.value,
-                "project": project, "release": None,
-            })
+    def _render_pages(self, projects: Iterable[str]) -> dict[str, list[dict] | None]:
+        """Render and store the pages of ``projects``: their target rows, None for a project gone.
+
+        Pages are rendered from the committed state of the index, now: whatever
+        order the changes came in, this is what clients will see.
+        """
+        if self.renderer is None:
+            return {}
+        pages: dict[str, list[dict] | None] = {}
+        files: dict[str, bytes] = {}
+        for project in dict.fromkeys(projects):
+            rendered = self.renderer(self.request, project)
+            if rendered is None:
+                pages[project] = None
+                continue
+            pages[project] = []
+            for form, path in targetlib.page_paths(project).items():
+                data = getattr(rendered, form)
+                hashes = targetlib.hash_data(data, self.settings.hash_algorithms)
+                for digest in hashes.values():
+                    files[targetlib.prefixed_name(path, digest)] = data
+                pages[project].append({
+                    "path": path, "bin_index": targetlib.bin_index(path, self.settings.bin_bits),
+                    "length": len(data), "hashes": hashes, "kind": TargetKind.PAGE.value,
+                    "project": project, "release": None,
+                })
         # The pages are stored before any metadata that lists them.
         self.simple_storage.put_many(files)
-        self._upsert_targets(s, rows)
+        return pages
+
+    def _put_page_targets(self, s: Session, pages: dict[str, list[dict] | None]) -> None:
+        gone = [path for project, rows in pages.items() if rows is None
+                for path in targetlib.page_paths(project).values()]
+        for chunk in _chunks(gone):
+            s.execute(delete(Target).where(Target.path.in_(chunk)))
+        self._upsert_targets(s, [row for rows in pages.values() if rows for row in rows])
 
     def _upsert_targets(self, s: Session, rows: list[dict]) -> None:
         insert = postgresql.insert if self._engine.dialect.name == "postgresql" else sqlite.insert
-        for chunk in _chunks(rows, 200):
-            statement = insert(Target).values(chunk)
-            statement = statement.on_conflict_do_update(
-                index_elements=[Target.path],
-                set_={col: statement.excluded[col]
-                      for col in ("bin_index", "length", "hashes", "kind", "project", "release")},
-            )
-            s.execute(statement)
+        statement = insert(Target.__table__)
+        statement = statement.on_conflict_do_update(
+            index_elements=[Target.path],
+            set_={col: statement.excluded[col]
+                  for col in ("bin_index", "length", "hashes", "kind", "project", "release")},
+        )
+        for chunk in _chunks(rows, 5000):
+            s.execute(statement, chunk)  # executemany: one compiled statement for every row
 
     def _sign_bins(
         self, s: Session, trusted: _Trusted, rows: dict[str, RoleVersion],
@@ -761,54 +823,65 @@ class TUFManager:
         *, keep_expiry: bool = False,
     ) -> None:
         """Sign and store every bin in ``bins`` with its reserved version."""
-        by_index = {index: name for name, index in bins.items()}
-        contents: dict[int, dict[str, TargetFile]] = {index: {} for index in by_index}
-        for chunk in _chunks(sorted(by_index)):
-            result = s.execute(
-                select(Target.bin_index, Target.path, Target.length, Target.hashes)
-                .where(Target.bin_index.in_(chunk))
-            )
-            for index, path, length, hashes in result:
-                contents[index][path] = TargetFile(length=length, hashes=hashes, path=path)
-        files = {}
-        for index, name in by_index.items():
-            row = rows[name]
-            version = versions[name]
+        files: dict[str, bytes] = {}
+        for index, entries in self._bin_contents(s, sorted(bins.values())):
+            name = self._bin_name(index)
+            row, version = rows[name], versions[name]
             expires = row.expires if keep_expiry else now + self.settings.expiry["bins"]
-            metadata = Metadata(Targets(version=version, expires=expires, targets=contents[index]))
-            signing.sign(metadata, trusted.signers)
-            data = metadata.to_bytes(self._serializer)
+            data = self._bin_bytes(trusted, version, expires, entries)
             files[f"{version}.{name}.json"] = data
-            row.version, row.expires = version, expires
-            row.length, row.sha256 = len(data), hashlib.sha256(data).hexdigest()
-            row.updated_at = now
+            self._update_row(row, version, expires, data, now)
+            if len(files) >= _CHUNK:
+                self.storage.put_many(files)
+                files = {}
         self.storage.put_many(files)
+
+    def _bin_contents(self, s: Session, indexes: list[int]) -> Iterator[tuple[int, dict[str, dict]]]:
+        """Each bin of ``indexes`` with its targets as TUF dicts, a chunk of bins at a time."""
+        table = Target.__table__
+        for chunk in _chunks(indexes):
+            contents: dict[int, dict[str, dict]] = {index: {} for index in chunk}
+            rows = s.execute(
+                select(table.c.bin_index, table.c.path, table.c.length, table.c.hashes)
+                .where(table.c.bin_index.in_(chunk))
+            )
+            for index, path, length, hashes in rows:
+                contents[index][path] = {"hashes": hashes, "length": length}
+            yield from contents.items()
+
+    @staticmethod
+    def _bin_bytes(trusted: _Trusted, version: int, expires: datetime.datetime,
+                   entries: dict[str, dict]) -> bytes:
+        """A signed bin, serialized: the dict form of ``Targets`` without one object per target."""
+        signed = Targets(version=version, expires=expires).to_dict()
+        signed["targets"] = entries
+        return canonical.signed_document(signed, trusted.signers)
 
     def _sign_snapshot_and_timestamp(
         self, s: Session, trusted: _Trusted, rows: dict[str, RoleVersion],
         snapshot_version: int, timestamp_version: int, now: datetime.datetime,
     ) -> None:
-        meta = {"targets.json": MetaFile(version=rows["targets"].version)}
+        table = RoleVersion.__table__
+        versions = dict(s.execute(select(table.c.name, table.c.version).where(table.c.bin_index.is_not(None))).all())
         for row in rows.values():
-            if row.bin_index is not None:
-                meta[f"{row.name}.json"] = MetaFile(version=row.version)
-        snapshot = Metadata(Snapshot(
-            version=snapshot_version, expires=now + self.settings.expiry["snapshot"], meta=meta
-        ))
-        signing.sign(snapshot, trusted.signers)
-        snapshot_bytes = snapshot.to_bytes(self._serializer)
+            if row.bin_index is not None:  # signed here, not yet flushed; fan-out workers wrote theirs
+                versions[row.name] = max(row.version, versions.get(row.name, 0))
+        meta = {"targets.json": {"version": rows["targets"].version}}
+        meta.update((f"{name}.json", {"version": version}) for name, version in versions.items())
+        snapshot = Snapshot(version=snapshot_version, expires=now + self.settings.expiry["snapshot"])
+        signed = snapshot.to_dict()
+        signed["meta"] = meta  # MetaFile.to_dict() of a version-only entry, without the objects
+        snapshot_bytes = canonical.signed_document(signed, trusted.signers)
         self.storage.put(f"{snapshot_version}.snapshot.json", snapshot_bytes)
-        self._update_row(rows["snapshot"], snapshot_version, snapshot.signed.expires, snapshot_bytes, now)
+        self._update_row(rows["snapshot"], snapshot_version, snapshot.expires, snapshot_bytes, now)
 
-        timestamp = Metadata(Timestamp(
+        timestamp = Timestamp(
             version=timestamp_version, expires=now + self.settings.expiry["timestamp"],
             snapshot_meta=MetaFile.from_data(snapshot_version, snapshot_bytes, ["sha256"]),
-        ))
-        signing.sign(timestamp, trusted.signers)
-        timestamp_bytes = timestamp.to_bytes(self._serializer)
+        )
+        timestamp_bytes = canonical.signed_document(timestamp.to_dict(), trusted.signers)
         self.storage.put("timestamp.json", timestamp_bytes)
-        self._update_row(rows["timestamp"], timestamp_version, timestamp.signed.expires,
-                         timestamp_bytes, now)
+        self._update_row(rows["timestamp"], timestamp_version, timestamp.expires, timestamp_bytes, now)
 
     @staticmethod
     def _update_row(row: RoleVersion, version: int, expires: datetime.datetime,
@@ -817,6 +890,231 @@ class TUFManager:
         row.expires = expires
         row.length, row.sha256 = len(data), hashlib.sha256(data).hexdigest()
         row.updated_at = now
+
+    # -- bulk signing: fan-out across workers, backfill -------------------------------
+
+    def resign_bins(self, indexes: Iterable[int] | None = None) -> PublishResult:
+        """Re-sign bins (every bin by default), then one snapshot and one timestamp.
+
+        With a ``dispatch`` the bins are signed by workers, ``fan_out_batch``
+        bins per task, while this coordinator holds the publish lock, so no
+        target changes under them; without one they are signed here. Each bin
+        keeps its expiry unless that falls within the refresh window.
+        """
+        started = time.monotonic()
+        roles = RoleVersion.__table__
+        with publish_lock(self._engine, self.settings.lock_timeout), self._sessions() as s:
+            trusted = self._trusted(s)
+            rows = {row.name: row for row in s.scalars(select(RoleVersion).where(RoleVersion.bin_index.is_(None)))}
+            self._check_storage_not_ahead(rows["timestamp"])
+            wanted = sorted(set(
+                range(self.settings.bin_count) if indexes is None else indexes
+            ))
+            for chunk in _chunks(wanted):
+                s.execute(update(roles).where(roles.c.bin_index.in_(chunk))
+                          .values(reserved_version=roles.c.reserved_version + 1))
+            versions = self._reserve(s, rows, ["snapshot", "timestamp"])
+            s.commit()  # the reservation is durable before any byte is written
+            now = utcnow()
+            self._sign_open_bins(s, wanted, now)
+            self._sign_snapshot_and_timestamp(
+                s, trusted, rows, versions["snapshot"], versions["timestamp"], now
+            )
+            s.commit()
+        result = PublishResult(
+            bins=[self._bin_name(i) for i in wanted], snapshot_version=versions["snapshot"],
+            timestamp_version=versions["timestamp"], seconds=time.monotonic() - started,
+        )
+        log.info("tuf resign: %d bins, snapshot %d, timestamp %d, %.3fs", len(wanted),
+                 result.snapshot_version, result.timestamp_version, result.seconds)
+        return result
+
+    def _sign_open_bins(self, s: Session, indexes: list[int], now: datetime.datetime) -> None:
+        """Sign the reserved bins of ``indexes`` here, or fan them out and wait for the workers."""
+        if self.dispatch is None:
+            self.sign_reserved_bins(indexes, now)
+            return
+        batch = self.settings.fan_out_batch
+        self.dispatch([indexes[i:i + batch] for i in range(0, len(indexes), batch)], now)
+        deadline = time.monotonic() + self.settings.fan_out_timeout.total_seconds()
+        roles = RoleVersion.__table__
+        while True:
+            left = sum(
+                s.scalar(select(func.count()).select_from(roles).where(
+                    roles.c.bin_index.in_(chunk), roles.c.reserved_version > roles.c.version,
+                ))
+                for chunk in _chunks(indexes)
+            )
+            s.commit()  # a fresh snapshot of the table at the next poll
+            if not left:
+                return
+            if time.monotonic() > deadline:
+                raise RepositoryError(
+                    f"the workers left {left} bin(s) unsigned after "
+                    f"{self.settings.fan_out_timeout}; the next publish re-signs them"
+                )
+            time.sleep(0.2)
+
+    def sign_reserved_bins(self, indexes: list[int], now: datetime.datetime) -> int:
+        """Sign and store the reserved version of each bin of ``indexes`` not yet published.
+
+        The worker side of the fan-out (and the in-process path). A bin's row
+        is updated only while its reservation still stands: a worker that
+        outlives its coordinator writes a number no one else will ever use.
+        Returns how many bins it signed.
+        """
+        roles = RoleVersion.__table__
+        done = update(roles).where(
+            roles.c.name == bindparam("b_name"), roles.c.reserved_version == bindparam("b_version"),
+            roles.c.version < bindparam("b_version"),
+        ).values(
+            version=bindparam("b_version"), expires=bindparam("b_expires"), length=bindparam("b_length"),
+            sha256=bindparam("b_sha256"), updated_at=now,
+        )
+        window = now + self.settings.refresh_window
+        signed = 0
+        files: dict[str, bytes] = {}
+        reports: list[dict] = []
+
+        def flush() -> None:
+            nonlocal signed, files, reports
+            self.storage.put_many(files)  # the bytes are durable before the rows say so
+            s.execute(done, reports)
+            s.commit()
+            signed += len(reports)
+            files, reports = {}, []
+
+        with self._sessions() as s:
+            trusted = self._trusted(s)
+            reserved = {}
+            for chunk in _chunks(sorted(indexes)):
+                reserved.update((index, (name, version, expires)) for name, index, version, expires in s.execute(
+                    select(roles.c.name, roles.c.bin_index, roles.c.reserved_version, roles.c.expires)
+                    .where(roles.c.bin_index.in_(chunk), roles.c.reserved_version > roles.c.version)
+                ))
+            for index, entries in self._bin_contents(s, sorted(reserved)):
+                name, version, expires = reserved[index]
+                if expires <= window:
+                    expires = now + self.settings.expiry["bins"]
+                data = self._bin_bytes(trusted, version, expires, entries)
+                files[f"{version}.{name}.json"] = data
+                reports.append({"b_name": name, "b_version": version, "b_expires": expires,
+                                "b_length": len(data), "b_sha256": hashlib.sha256(data).hexdigest()})
+                if len(files) >= _CHUNK:
+                    flush()
+            if files:
+                flush()
+        return signed
+
+    def backfill(self, *, batch_files: int = 10_000, batch_bins: int = 1024,
+                 progress: Callable[[str, int, int], None] | None = None) -> BackfillResult:
+        """Sign every file and simple page the host already has.
+
+        Three resumable stages, each run again from where it stopped:
+        ``files`` adds the host's files that have no target yet, ``pages``
+        renders the projects that have no page targets yet, each batch
+        committed with a re-sign mark on the bins it touched; ``bins``
+        re-signs the marked bins ``batch_bins`` at a time, each batch a
+        complete publish (fanned out when there is a dispatch), so uploads
+        keep publishing in between. ``progress(stage, done, total)`` is
+        called after every batch.
+        """
+        if self.models is None:
+            raise RepositoryError("backfill needs the host's models (tuf.models.*)")
+        started = time.monotonic()
+        report = progress or (lambda stage, done, total: None)
+        result = BackfillResult()
+        with self._sessions() as s:
+            self._trusted(s)
+            files_total = s.scalar(select(func.count()).select_from(self._missing_files().subquery()))
+            pages_total = (s.scalar(select(func.count()).select_from(self._missing_pages().subquery()))
+                           if self.renderer is not None else 0)
+        after = ""
+        while True:
+            with publish_lock(self._engine, self.settings.lock_timeout), self._sessions() as s:
+                page = s.execute(self._missing_files(after).limit(batch_files)).all()
+                if not page:
+                    break
+                rows = []
+                for file in page:
+                    try:
+                        rows.append(self._file_target(file))
+                    except targetlib.InvalidTargetError as exc:
+                        result.skipped.append(str(exc))
+                self._upsert_targets(s, rows)
+                self._mark_bins(s, {row["bin_index"] for row in rows})
+                s.commit()
+            after = page[-1].path
+            result.files += len(rows)
+            report("files", result.files + len(result.skipped), files_total)
+        after = ""
+        while self.renderer is not None:
+            with publish_lock(self._engine, self.settings.lock_timeout), self._sessions() as s:
+                names = s.scalars(self._missing_pages(after).limit(_CHUNK)).all()
+                if not names:
+                    break
+                self._put_page_targets(s, self._render_pages(names))
+                bits = self.settings.bin_bits
+                self._mark_bins(s, {targetlib.bin_index(path, bits)
+                                    for name in names for path in targetlib.page_paths(name).values()})
+                s.commit()
+            after = names[-1]
+            result.pages += len(names)
+            report("pages", result.pages, pages_total)
+        roles = RoleVersion.__table__
+        with self._sessions() as s:
+            marked = s.scalars(select(roles.c.bin_index).where(
+                roles.c.bin_index.is_not(None), roles.c.reserved_version > roles.c.version,
+            ).order_by(roles.c.bin_index)).all()
+        for start in range(0, len(marked), batch_bins):
+            batch = marked[start:start + batch_bins]
+            self.resign_bins(batch)
+            result.bins += len(batch)
+            report("bins", result.bins, len(marked))
+        result.seconds = time.monotonic() - started
+        log.info("tuf backfill: %d files, %d pages, %d bins, %d skipped, %.1fs",
+                 result.files, result.pages, result.bins, len(result.skipped), result.seconds)
+        return result
+
+    def _missing_files(self, after: str = ""):
+        """The host's files without a target, in path order from ``after``."""
+        Project, Release, File = self.models
+        return (
+            select(File.path, File.size, File.sha256_digest, File.blake2_256_digest,
+                   Project.normalized_name, Release.version)
+            .join(File.release).join(Release.project)
+            .outerjoin(Target, Target.path == File.path)
+            .where(Target.path.is_(None), File.path > after)
+            .order_by(File.path)
+        )
+
+    def _missing_pages(self, after: str = ""):
+        """The host's projects without page targets, in name order from ``after``."""
+        Project = self.models[0]
+        name = Project.normalized_name
+        return (
+            select(name).outerjoin(Target, Target.path == name + "/" + name + ".html")
+            .where(Target.path.is_(None), name > after).order_by(name)
+        )
+
+    def _file_target(self, file: Any) -> dict:
+        path = targetlib.validate_path(file.path)
+        return {
+            "path": path, "bin_index": targetlib.bin_index(path, self.settings.bin_bits),
+            "length": targetlib.validate_length(path, file.size),
+            "hashes": targetlib.validate_hashes(path, targetlib.file_hashes(file),
+                                                self.settings.hash_algorithms),
+            "kind": TargetKind.FILE.value, "project": file.normalized_name, "release": file.version,
+        }
+
+    @staticmethod
+    def _mark_bins(s: Session, indexes: set[int]) -> None:
+        """Mark bins for re-signing, as an interrupted publish leaves them (reserved > version)."""
+        roles = RoleVersion.__table__
+        for chunk in _chunks(sorted(indexes)):
+            s.execute(update(roles).where(
+                roles.c.bin_index.in_(chunk), roles.c.reserved_version == roles.c.version,
+            ).values(reserved_version=roles.c.version + 1))
 
     # -- trust -----------------------------------------------------------------------
 

@@ -149,6 +149,10 @@ SETTINGS: tuple[_Setting, ...] = (
              "the most pending changes one publish takes"),
     _Setting("tuf.lock_timeout", "10m", parse_duration,
              "how long a publisher waits for the publish lock"),
+    _Setting("tuf.fan_out_batch", 512, _positive_int,
+             "bins per worker task when re-signing many bins (refresh, backfill, key rotation)"),
+    _Setting("tuf.fan_out_timeout", "10m", parse_duration,
+             "how long a fanned-out re-sign waits for its workers"),
     _Setting("tuf.enabled", True, asbool, "false turns the hooks off"),
     _Setting("tuf.metrics_interface", "warehouse.metrics.IMetricsService", str,
              "dotted name of the host's metrics service interface (none registered: no metrics)"),
@@ -194,6 +198,8 @@ class TUFSettings:
     simple_renderer: str
     publish_batch_limit: int
     lock_timeout: timedelta
+    fan_out_batch: int
+    fan_out_timeout: timedelta
     enabled: bool
     metrics_interface: str
 
@@ -251,6 +257,8 @@ class TUFSettings:
             simple_renderer=parsed["tuf.simple_renderer"],
             publish_batch_limit=parsed["tuf.publish_batch_limit"],
             lock_timeout=parsed["tuf.lock_timeout"],
+            fan_out_batch=parsed["tuf.fan_out_batch"],
+            fan_out_timeout=parsed["tuf.fan_out_timeout"],
             enabled=parsed["tuf.enabled"],
             metrics_interface=parsed["tuf.metrics_interface"],
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from warehouse_tuf.models import MAX_TARGET_PATH_BYTES
 
@@ -77,6 +78,11 @@ def validate_length(path: str, length: int) -> int:
     if isinstance(length, bool) or not isinstance(length, int) or not 0 <= length <= MAX_TARGET_LENGTH:
         raise InvalidTargetError(f"target {path!r}: length {length!r} is not a valid size")
     return length
+
+
+def file_hashes(file: Any) -> dict[str, str]:
+    """The hashes a host ``File`` row carries, under their TUF names."""
+    return {"sha256": file.sha256_digest.lower(), "blake2b-256": file.blake2_256_digest.lower()}
 
 
 def bin_index(path: str, bits: int) -> int:

@@ -7,17 +7,23 @@ whose task base passes the Pyramid request first, as Warehouse's
 
 from __future__ import annotations
 
+import datetime
+from typing import Any
+
 from warehouse_tuf.interfaces import ITUFService
 
 
 def publish(request) -> None:
-    """Publish everything pending (queued after each commit that recorded changes)."""
-    request.find_service(ITUFService, context=None).publish()
+    """Publish everything pending (queued after each commit that recorded changes).
+
+    Skipped when a publish is running: that one publishes this change too.
+    """
+    request.find_service(ITUFService, context=None).publish(wait=False)
 
 
 def publish_pending(request) -> None:
     """Periodic safety net: a lost task message delays a change by one period at most."""
-    request.find_service(ITUFService, context=None).publish()
+    request.find_service(ITUFService, context=None).publish(wait=False)
 
 
 def refresh(request) -> None:
@@ -30,4 +36,29 @@ def gc(request) -> None:
     request.find_service(ITUFService, context=None).gc()
 
 
-TASKS = (publish, publish_pending, refresh, gc)
+def sign_bins(request, indexes: list[int], now: str) -> None:
+    """Fan-out worker: sign the reserved versions of these bins (``TUFManager.sign_reserved_bins``)."""
+    service = request.find_service(ITUFService, context=None)
+    service.sign_reserved_bins(indexes, datetime.datetime.fromisoformat(now))
+
+
+def bin_dispatch(celery_app: Any):
+    """A ``Dispatch`` that sends one :func:`sign_bins` task per batch, or None when tasks run eagerly.
+
+    Eager (embedded) tasks would run one after the other in this very
+    process, so there the bins are signed in process instead. The messages
+    go out at once, not after the caller's transaction: the coordinator
+    waits for them while it holds the publish lock.
+    """
+    if celery_app.conf.task_always_eager:
+        return None
+    name = f"{sign_bins.__module__}.{sign_bins.__name__}"
+
+    def dispatch(batches: list[list[int]], now: datetime.datetime) -> None:
+        for batch in batches:
+            celery_app.send_task(name, args=(batch, now.isoformat()))
+
+    return dispatch
+
+
+TASKS = (publish, publish_pending, refresh, gc, sign_bins)
