@@ -22,6 +22,7 @@ import copy
 import datetime
 import hashlib
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -317,7 +318,11 @@ class Payload:
         return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
 
     def write(self, path: str | Path) -> None:
-        Path(path).write_bytes(self.to_bytes())
+        """Replace ``path`` atomically: a crash never leaves a half-written, signature-less payload."""
+        path = Path(path)
+        partial = path.with_name(f".{path.name}.partial")
+        partial.write_bytes(self.to_bytes())
+        os.replace(partial, path)
 
     def role_bytes(self, role: str) -> bytes | None:
         """The role as it will be published (compact JSON), or None if not in the payload."""
