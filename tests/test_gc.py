@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 
 from tests.keyholders import run
 from tests.conftest import make_configurator
@@ -54,3 +55,19 @@ def test_gc_command(engine, tmp_path):
     run(config, "publish")
     result = run(config, "gc", "--dry-run")
     assert "0 version(s) to delete" in result.output
+
+
+def test_gc_runs_daily_as_a_task_on_the_host(host_config, caplog):
+    from dev.tasks import wait_for_embedded_tasks
+    from warehouse_tuf import tasks
+
+    schedule = host_config.registry["celery.app"].conf.beat_schedule
+    assert "warehouse_tuf.tasks.gc" in {entry["task"] for entry in schedule.values()}
+    storage = host_config.registry["tuf.storage"].base
+    metadata = sorted(p.name for p in storage.iterdir())
+    with caplog.at_level(logging.INFO, logger="warehouse_tuf"):
+        host_config.task(tasks.gc).delay()
+        wait_for_embedded_tasks(host_config.registry["celery.app"])
+    # It ran through the host's task machinery; nothing has expired yet, so it kept every version.
+    assert any(r.getMessage().startswith("tuf gc deleted=0 kept=") for r in caplog.records)
+    assert sorted(p.name for p in storage.iterdir()) == metadata
