@@ -247,7 +247,7 @@ def _show_payload(payload: Any) -> list[str]:
         click.echo(f"bins: {2**succinct.bit_length} ({succinct.name_prefix}-*)")
     problems = payload.problems()
     for problem in problems:
-        click.echo(f"missing: {problem}")
+        click.echo(f"problem: {problem}")
     click.echo("ready to install" if not problems else "not ready")
     return problems
 
