@@ -13,6 +13,8 @@ import hashlib
 import json
 
 import pytest
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from securesystemslib.signer import SIGNER_FOR_URI_SCHEME, CryptoSigner, Signer
 from tuf.api.metadata import Metadata
 
 from tests.conftest import make_configurator
@@ -373,3 +375,57 @@ def test_init_takes_its_values_from_a_spec_file_and_options_win(tmp_path, holder
     assert root.roles["root"].threshold == 2 and root.roles["targets"].keyids == [h["targets1"].keyid]
     assert payload.targets.signed.delegations.succinct_roles.bit_length == 4  # --bin-count 16 won
     assert payload.shape_problems() == [] and len(payload.problems()) == 2  # unsigned root and targets
+
+
+class RemoteKMSSigner(Signer):
+    """Stands in for a cloud KMS (awskms:, gcpkms:, ...), which cannot run here.
+
+    The private key stays "in the service" (a dict); only signatures come back.
+    A refused call raises an error whose message carries a credential, as real
+    SDK errors sometimes do: it must not reach the output.
+    """
+
+    SCHEME = "testkms"
+    keys: dict[str, CryptoSigner] = {}
+    calls: list[str] = []
+
+    def __init__(self, name: str, public_key) -> None:
+        self.name, self._public_key = name, public_key
+
+    @classmethod
+    def from_priv_key_uri(cls, priv_key_uri, public_key, secrets_handler=None):
+        return cls(priv_key_uri.partition(":")[2], public_key)
+
+    @property
+    def public_key(self):
+        return self._public_key
+
+    def sign(self, payload: bytes):
+        self.calls.append(self.name)
+        signer = self.keys.get(self.name)
+        if signer is None or signer.public_key.keyid != self._public_key.keyid:
+            raise PermissionError("AccessDenied for credential AKIA-SECRET-TOKEN")
+        return signer.sign(payload)
+
+
+def test_signing_with_a_remote_key_uri(tmp_path, holders, monkeypatch):
+    monkeypatch.setitem(SIGNER_FOR_URI_SCHEME, RemoteKMSSigner.SCHEME, RemoteKMSSigner)
+    monkeypatch.setattr(RemoteKMSSigner, "keys", {
+        name: CryptoSigner(load_pem_private_key(holders[name].private.read_bytes(), None))
+        for name in ("root1", "targets1")
+    })
+    monkeypatch.setattr(RemoteKMSSigner, "calls", [])
+    payload = tmp_path / "payload.json"
+    payload.write_bytes(v1_payload(holders, sign=()).to_bytes())
+    # With --keyid only that key is tried: a probe signature, then the signature.
+    run(None, "ceremony", "sign", payload, "--key", "testkms:root1", "--keyid", holders["root1"].keyid)
+    assert RemoteKMSSigner.calls == ["root1", "root1"]
+    # Without: the key is found among the payload's keys by probing.
+    result = run(None, "ceremony", "sign", payload, "--key", "testkms:targets1")
+    assert f"signed targets with key {holders['targets1'].keyid}" in result.output
+    signed = {role: set(md.signatures) for role, md in ceremony.Payload.from_file(payload).roles()}
+    assert signed == {"root": {holders["root1"].keyid}, "targets": {holders["targets1"].keyid}}
+    # A refused call is reported by type only.
+    message = one_line_error(run(None, "ceremony", "sign", payload, "--key", "testkms:root2",
+                                 "--keyid", holders["root2"].keyid, ok=None))
+    assert "PermissionError" in message and "SECRET" not in message
