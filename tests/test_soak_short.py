@@ -25,7 +25,7 @@ def assert_clean(report, *, checks: int) -> None:
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
-def test_crash_at_random_points_of_publish_and_refresh(database):
+def test_crash_at_random_points_of_publish_refresh_backfill_and_rotation(database):
     report = run_crash(4, database=database, seed=7)
     assert_clean(report, checks=4 * 7)
     assert sum(report.details["kills"].values()) >= 1  # the seed makes at least one real kill

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import click
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -165,7 +165,7 @@ def run_concurrency(uploads: int, *, uploaders: int = 8, workers: int = 4, bins:
                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                          cwd=Path(__file__).parents[2]))
         if outage:
-            time.sleep(min(5.0, outage))
+            wait_until(lambda: _file_count(host.engine) >= uploads // 10, 300, "a tenth of the uploads")
             host.redis.stop()
             report.details["broker_stopped_at"] = round(time.monotonic() - started, 1)
             time.sleep(outage)
@@ -199,6 +199,11 @@ def run_concurrency(uploads: int, *, uploaders: int = 8, workers: int = 4, bins:
             _compare_with_host(host, session, report)
     report.seconds = round(time.monotonic() - started, 1)
     return report
+
+
+def _file_count(engine: Engine) -> int:
+    with Session(engine) as session:
+        return session.scalar(select(func.count()).select_from(File))
 
 
 def run_broker_outage(uploads: int, *, outage: float = 30.0, bins: int = 256, seed: int | None = None) -> Report:

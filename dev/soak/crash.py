@@ -1,9 +1,14 @@
-"""Crash safety: SIGKILL the publishing process at random points, restart it, check what users see.
+"""Crash safety: SIGKILL publish, refresh, backfill or online key rotation at random points.
 
 Each trial commits a few changes (additions, sometimes a removal), rolls one
 back, then runs an operation in a child process (dev/soak/killable.py) that
 first uploads one more file in its own transaction and then kills itself at a
-random kill point. The parent then checks, like a user would:
+random kill point. Operations take turns: publish; refresh of every online
+role; backfill of files added to the host's tables behind the extension's
+back; install of a next root and targets that trust a new online key (the
+dual-signed handover). The restarted operation runs the same way, uninterrupted
+(a rotation that was installed before the kill is finished by a publish).
+The parent then checks, like a user would:
 
 - a client that trusted the last timestamp before the crash updates without
   error, and every bin the published snapshot names is there;
@@ -26,22 +31,26 @@ from sqlalchemy.orm import Session
 
 from dev.soak import json_option, soak
 from dev.soak.harness import (
+    CRASH_OPERATIONS,
     Report,
+    Sandbox,
     VersionLog,
     compare_targets,
     database_state,
+    installed_roles,
     published_targets,
     record_file,
     sandbox,
     store_file,
 )
-from dev.soak.killable import OPERATIONS
+from dev.models import File, Project, Release
 from tests.tufclient import Client
+from warehouse_tuf import ceremony, signing
 from warehouse_tuf.models import PendingChange, Target
 
 
 def run_crash(trials: int, *, database: str = "sqlite", bins: int = 16, seed: int | None = None,
-              operations: tuple[str, ...] = OPERATIONS) -> Report:
+              operations: tuple[str, ...] = CRASH_OPERATIONS) -> Report:
     rng = random.Random(seed)
     report = Report("crash", trials=trials, details={"database": database, "bins": bins})
     started = time.monotonic()
@@ -55,25 +64,36 @@ def run_crash(trials: int, *, database: str = "sqlite", bins: int = 16, seed: in
         client.refresh()
         expected: dict[str, tuple[int, str]] = {}
         never: set[str] = set()
-        # Kill points an uninterrupted run passes, per operation; learnt as trials go.
+        # Kill points an uninterrupted run passes, per operation: learnt from the
+        # runs that were not killed (restarts included), so kills spread over all of it.
         points = {op: 40 for op in operations}
         kills: Counter[str] = Counter()
+        host_files: set[str] = set()  # in the host's tables: backfill would sign them again
         for trial in range(trials):
             op = operations[trial % len(operations)]
             for i in range(rng.randint(1, 4)):
                 path, info = record_file(manager, box.packages, f"t{trial}-{i}.whl")
                 expected[path] = info
-            if len(expected) > 4 and rng.random() < 0.3:
-                removed = rng.choice(sorted(expected))
+            removable = sorted(expected.keys() - host_files)
+            if len(removable) > 4 and rng.random() < 0.3:
+                removed = rng.choice(removable)
                 manager.record_removal(removed)
                 del expected[removed]
             session.commit()
+            extra = {}
+            if op == "backfill":
+                added = _add_host_files(session, box, trial, rng.randint(2, 8))
+                expected.update(added)
+                host_files.update(added)
+            elif op == "rotate":
+                extra = _prepare_rotation(session, box, trial)
             path, _ = record_file(manager, box.packages, f"t{trial}-rolled-back.whl")
             never.add(path)
             session.rollback()
 
             upload = f"t{trial}-child.whl"
-            crashed = box.run_child([op, "--kill-at", str(rng.randint(1, points[op])), "--upload", upload])
+            crashed = box.run_child([op, "--kill-at", str(rng.randint(1, points[op])), "--upload", upload],
+                                    extra)
             if crashed.returncode == -signal.SIGKILL:
                 kills[op] += 1
             elif crashed.returncode == 0:
@@ -83,11 +103,12 @@ def run_crash(trials: int, *, database: str = "sqlite", bins: int = 16, seed: in
             versions.observe(box.metadata, report)
             _check_readers(box.metadata, client, never, report, f"trial {trial} after the crash")
 
-            recovered = box.run_child([op])
+            recovered = box.run_child([op], extra)
             if recovered.returncode != 0:
                 report.failure(f"trial {trial}: restarted {op} exited {recovered.returncode}: "
                                f"{recovered.stderr[-300:]}")
                 continue
+            points[op] = max(points[op], json.loads(recovered.stdout)["points"])
             versions.observe(box.metadata, report)
             _check_readers(box.metadata, client, never, report, f"trial {trial} after recovery")
             upload_path, upload_info = store_file(box.packages, upload)
@@ -116,6 +137,41 @@ def run_crash(trials: int, *, database: str = "sqlite", bins: int = 16, seed: in
                           targets=len(expected), timestamp=versions.last_timestamp)
     report.seconds = round(time.monotonic() - started, 1)
     return report
+
+
+def _add_host_files(session: Session, box: Sandbox, trial: int, count: int) -> dict[str, tuple[int, str]]:
+    """Files the host has but never recorded (as before the extension was enabled)."""
+    project = Project(name=f"host-{trial}", normalized_name=f"host-{trial}")
+    release = Release(project=project, version="1.0")
+    added = {}
+    for i in range(count):
+        path, (length, sha256) = store_file(box.packages, f"host_{trial}-1.0-{i}-py3-none-any.whl")
+        digest = path.replace("/", "")[:64]
+        session.add(File(release=release, filename=path.rsplit("/", 1)[1], path=path, size=length,
+                         packagetype="bdist_wheel", python_version="py3", md5_digest=sha256[:32],
+                         sha256_digest=sha256, blake2_256_digest=digest))
+        added[path] = (length, sha256)
+    session.commit()
+    return added
+
+
+def _prepare_rotation(session: Session, box: Sandbox, trial: int) -> dict:
+    """A new online key and the next root and targets trusting it, signed offline."""
+    root, targets = installed_roles(session)
+    session.rollback()
+    old = signing.online_keys(root.signed, targets.signed)
+    key_file = box.directory / "keys" / f"online-{trial}.pem"
+    key = signing.generate_key_file(key_file)
+    box.keyring[key.keyid] = str(key_file)
+    next_root, next_targets = ceremony.next_roles(root, targets, online_keys=[key])
+    next_root.sign(signing.load_key_file(box.directory / "keys" / "root.pem"))
+    next_targets.sign(signing.load_key_file(box.directory / "keys" / "targets.pem"))
+    payload = ceremony.Payload(root=next_root, targets=next_targets)
+    folder = box.directory / f"rotation-{trial}"
+    folder.mkdir()
+    (folder / "root.json").write_bytes(payload.role_bytes("root"))
+    (folder / "targets.json").write_bytes(payload.role_bytes("targets"))
+    return {"payload": str(folder), "rotating": [*old.keys, key.keyid]}
 
 
 def _check_readers(metadata, client: Client, never: set[str], report: Report, label: str) -> None:
@@ -150,5 +206,5 @@ def _check_never_recorded(session: Session, never: set[str], report: Report) -> 
 @click.option("--seed", type=int, help="Random seed, to replay a run.")
 @json_option
 def crash(trials: int, database: str, bins: int, seed: int | None, as_json: bool) -> None:
-    """SIGKILL publish/refresh at random points; check clients, targets and versions."""
+    """SIGKILL publish/refresh/backfill/rotation at random points; check clients, targets, versions."""
     run_crash(trials, database=database, bins=bins, seed=seed).emit(as_json)

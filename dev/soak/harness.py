@@ -24,15 +24,20 @@ from typing import Any
 
 import click
 from sqlalchemy import create_engine, func, select, text
+from tuf.api.metadata import Metadata
 from sqlalchemy.orm import Session
 
+from dev.models import Base as HostBase
 from warehouse_tuf.migrations import upgrade
 from warehouse_tuf.models import PendingChange, RoleVersion, Target
 from warehouse_tuf.services import TUFManager
 from warehouse_tuf.settings import TUFSettings, describe
+from warehouse_tuf.signing import load_key_file
 from warehouse_tuf.storage import LocalStorage
 
 POSTGRES_URL = os.environ.get("TUF_SOAK_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+#: What the crash harness kills (dev/soak/killable.py runs each).
+CRASH_OPERATIONS = ("publish", "refresh", "backfill", "rotate")
 _ENVVARS = {key: envvar for key, envvar, _, _ in describe()}
 _VERSIONED = re.compile(r"^(\d+)\.(.+)\.json$")
 
@@ -124,6 +129,8 @@ class Sandbox:
     url: str
     directory: Path
     bins: int
+    #: Every online key ever generated for this repository: key id -> private key file.
+    keyring: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def metadata(self) -> Path:
@@ -163,10 +170,11 @@ class Sandbox:
         return TUFManager(session, self.settings(), storage or LocalStorage(self.metadata),
                           LocalStorage(self.simple))
 
-    def run_child(self, args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+    def run_child(self, args: list[str], extra: dict | None = None,
+                  timeout: float = 300) -> subprocess.CompletedProcess:
         """Run ``python -m dev.soak.killable`` on this repository."""
         config = json.dumps({"url": self.url, "settings": self.settings_values,
-                             "packages": str(self.packages)})
+                             "packages": str(self.packages), "keyring": self.keyring, **(extra or {})})
         return subprocess.run(
             [sys.executable, "-m", "dev.soak.killable", config, *args],
             capture_output=True, text=True, timeout=timeout, cwd=Path(__file__).parents[2],
@@ -202,10 +210,13 @@ def sandbox(kind: str = "sqlite", bins: int = 16) -> Iterator[Sandbox]:
     try:
         with database(kind, directory) as url:
             engine = create_engine(url)
+            HostBase.metadata.create_all(engine)  # the host's tables, for backfill
             upgrade(engine)
             box = Sandbox(url, directory, bins)
             with Session(engine) as session:
                 box.manager(session).bootstrap_development()
+            online = directory / "keys" / "online.pem"
+            box.keyring[load_key_file(online).public_key.keyid] = str(online)
             engine.dispose()
             yield box
     finally:
@@ -266,6 +277,13 @@ def published_targets(metadata: Path) -> dict[str, tuple[int, str]]:
         for path, info in role["signed"]["targets"].items():
             listed[path] = (info["length"], info["hashes"]["sha256"])
     return listed
+
+
+def installed_roles(session: Session) -> tuple[Metadata, Metadata]:
+    """The root and targets installed in the database."""
+    stored = {row.name: row.signed_bytes for row in
+              session.scalars(select(RoleVersion).where(RoleVersion.name.in_(("root", "targets"))))}
+    return Metadata.from_bytes(stored["root"]), Metadata.from_bytes(stored["targets"])
 
 
 def database_state(session: Session) -> dict[str, Any]:

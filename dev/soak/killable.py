@@ -1,4 +1,4 @@
-"""One publisher process that SIGKILLs itself at its k-th kill point.
+"""One operation in a process that SIGKILLs itself at its k-th kill point.
 
 ``python -m dev.soak.killable CONFIG OPERATION [--kill-at K] [--upload NAME]``
 
@@ -7,8 +7,13 @@ every flush and every commit (before and after) of any database session, and
 every rename and sync of the storage writes. With ``--upload NAME`` the
 process first records one file in a transaction of its own, as an upload
 request would, so a kill can also land before or after an upload's commit.
-On success it prints one JSON line: the operation's result and how many kill
-points it passed.
+Every operation but refresh ends with a publish, as the task queued by the
+upload (or the periodic one) would run. On success it prints one JSON line:
+how many kill points it passed.
+
+CONFIG (JSON) holds the database URL, the ``tuf.*`` settings, the packages
+folder, the online keys by key id (``keyring``) and, for ``rotate``, the
+folder of the signed next root and targets.
 """
 
 from __future__ import annotations
@@ -22,12 +27,15 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.orm import Session
+from tuf.api.metadata import Metadata
 
+from dev.models import File, Project, Release
+from dev.soak.harness import CRASH_OPERATIONS, installed_roles, record_file
+from warehouse_tuf import signing
+from warehouse_tuf.models import RoleVersion
 from warehouse_tuf.services import TUFManager
 from warehouse_tuf.settings import TUFSettings
 from warehouse_tuf.storage import LocalStorage
-
-OPERATIONS = ("publish", "refresh")
 
 
 class KillPoints:
@@ -58,39 +66,60 @@ class KillPoints:
         os.sync = self.around(os.sync)
 
 
-def run(operation: str, manager: TUFManager) -> dict:
+def online_signer_entries(session: Session, keyring: dict[str, str]) -> tuple[str, ...]:
+    """``KEYID=URI`` of every online key the installed root and targets trust."""
+    root, targets = installed_roles(session)
+    trusted = signing.online_keys(root.signed, targets.signed)
+    return tuple(f"{keyid}=file2:{keyring[keyid]}" for keyid in trusted.keys)
+
+
+def run(operation: str, manager: TUFManager, config: dict) -> None:
     if operation == "refresh":
         # A window longer than every online expiry: every bin, snapshot and timestamp.
-        result = manager.refresh(window=max(manager.settings.expiry.values()) * 2)
-    else:
-        result = manager.publish()
-    return {"bins": len(result.bins), "changes": result.changes,
-            "timestamp": result.timestamp_version}
+        manager.refresh(window=max(manager.settings.expiry.values()) * 2)
+    elif operation == "backfill":
+        manager.backfill(batch_files=3, batch_bins=4)
+    elif operation == "rotate":
+        payload = Path(config["payload"])
+        root = (payload / "root.json").read_bytes()
+        # Installed before a crash: the publish that follows finishes what it left unfinished.
+        if manager.db.get(RoleVersion, "root").version < Metadata.from_bytes(root).signed.version:
+            both = tuple(f"{keyid}=file2:{path}" for keyid, path in config["keyring"].items()
+                         if keyid in config["rotating"])
+            manager.install(root, (payload / "targets.json").read_bytes(), both)
+
+
+def manager_for(session: Session, config: dict) -> TUFManager:
+    """A manager whose online signers are those the installed root trusts (as the operator sets)."""
+    values = dict(config["settings"])
+    values["tuf.online_signers"] = " ".join(online_signer_entries(session, config["keyring"]))
+    session.rollback()
+    settings = TUFSettings.from_settings(values, environ={})
+    return TUFManager(session, settings, LocalStorage(settings.storage_path),
+                      LocalStorage(settings.simple_path), models=(Project, Release, File))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m dev.soak.killable")
-    parser.add_argument("config", help="JSON: database url and tuf.* settings")
-    parser.add_argument("operation", choices=OPERATIONS)
+    parser.add_argument("config", help="JSON: database url, tuf.* settings, packages, keyring")
+    parser.add_argument("operation", choices=CRASH_OPERATIONS)
     parser.add_argument("--kill-at", type=int)
     parser.add_argument("--upload", help="record this file in its own transaction first")
     args = parser.parse_args(argv)
     config = json.loads(args.config)
-    settings = TUFSettings.from_settings(config["settings"], environ={})
     engine = create_engine(config["url"])
     points = KillPoints(args.kill_at)
     points.install()
     with Session(engine) as session:
-        manager = TUFManager(session, settings, LocalStorage(settings.storage_path),
-                             LocalStorage(settings.simple_path))
+        manager = manager_for(session, config)
         if args.upload:
-            from dev.soak.harness import record_file
-
             record_file(manager, Path(config["packages"]), args.upload)
             session.commit()
-        outcome = run(args.operation, manager)
-    outcome["points"] = points.passed
-    print(json.dumps(outcome))
+        run(args.operation, manager, config)
+        if args.operation != "refresh":
+            # As the publish task queued by the upload (or the periodic one) would.
+            manager_for(session, config).publish()
+    print(json.dumps({"points": points.passed}))
     sys.stdout.flush()
 
 
