@@ -482,7 +482,8 @@ def verify_repository(metadata_url, root_file, targets_url, simple_url, sample, 
     for problem in report.problems:
         click.echo(f"problem: {problem}")
     summary = (f"timestamp {report.timestamp_version}, snapshot {report.snapshot_version}, "
-               f"{report.bins_checked} bins checked, {report.targets_sampled} targets sampled")
+               f"{report.bins_checked} bins checked, {report.targets_sampled} targets sampled"
+               if report.timestamp_version is not None else "no client could refresh")
     if report.problems:
         click.echo(f"FAILED ({len(report.problems)} problem(s)): {summary}", err=True)
         sys.exit(1)
