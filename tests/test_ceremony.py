@@ -15,6 +15,7 @@ import json
 import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from securesystemslib.signer import SIGNER_FOR_URI_SCHEME, CryptoSigner, Signer
+from tuf.api.exceptions import LengthOrHashMismatchError
 from tuf.api.metadata import Metadata
 
 from tests.conftest import make_configurator
@@ -125,6 +126,10 @@ def test_full_ceremony_bootstrap_rotations_and_renewal(engine, tmp_path, holders
     assert sorted(p.name for p in metadata_dir.glob("*.root.json")) == [
         "1.root.json", "2.root.json", "3.root.json"
     ]
+    # And the client still refuses a tampered file.
+    (targets_dir / pending).write_bytes(b"pendinG")
+    with pytest.raises(LengthOrHashMismatchError):
+        client.download(pending)
 
 
 # -- bad inputs: a clear one-line error, and nothing changes --------------------------

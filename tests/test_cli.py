@@ -77,10 +77,11 @@ def test_publish_reports_metrics_and_a_structured_log_line(engine, tmp_path, cap
     config.commit()
     run(config, "bootstrap-dev")
     with service(config) as manager:
-        publish_file(manager, tmp_path / "packages", "a-1.0.tar.gz", b"a")
+        path = publish_file(manager, tmp_path / "packages", "a-1.0.tar.gz", b"a")
         manager.db.commit()
     with caplog.at_level(logging.INFO, logger="warehouse_tuf"):
         run(config, "publish")
+    assert Client(tmp_path / "metadata", tmp_path / "packages").download(path) == b"a"
     names = {(kind, metric) for kind, metric, _ in metrics.calls}
     assert {("timed", "warehouse_tuf.publish.duration"), ("increment", "warehouse_tuf.changes"),
             ("gauge", "warehouse_tuf.pending"), ("gauge", "warehouse_tuf.oldest_pending_seconds"),
