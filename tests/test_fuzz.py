@@ -9,9 +9,11 @@ properties with N examples each.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import functools
 import json
+import shutil
 import tempfile
 import urllib.parse
 from pathlib import Path
@@ -218,6 +220,15 @@ def test_the_unmutated_payload_has_no_problems():
     assert ceremony.Payload.from_bytes(valid_payload()).problems() == []
 
 
+def test_oversize_ceremony_payload_is_refused_at_the_documented_bound(tmp_path):
+    padded = valid_payload().rstrip() + b" " * (ceremony.MAX_PAYLOAD_BYTES - len(valid_payload().rstrip()))
+    assert ceremony.Payload.from_bytes(padded).problems() == []
+    oversize = tmp_path / "payload.json"
+    oversize.write_bytes(padded + b" ")
+    with pytest.raises(ceremony.CeremonyError, match=f"over {ceremony.MAX_PAYLOAD_BYTES} bytes, the limit"):
+        ceremony.Payload.from_file(oversize)
+
+
 # -- access: the development host's endpoints under hostile requests ------------------------
 
 SECRET = b"outside every storage root"
@@ -231,6 +242,7 @@ METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 def access_host() -> tuple:
     """An embedded host with one uploaded file, and a secret file beside its storage roots."""
     data = Path(tempfile.mkdtemp(prefix="tuf-access-"))
+    atexit.register(shutil.rmtree, data, True)
     config = dev_config(data, f"sqlite:///{data / 'index.sqlite'}")
     app = TestApp(config.make_wsgi_app())
     filename = "demo-1.0-py3-none-any.whl"
@@ -353,3 +365,4 @@ def test_online_keys_refuses_a_root_trusting_an_undefined_key():
     root.keys.clear()
     with pytest.raises(signing.SigningError, match="does not define"):
         signing.online_keys(root, payload.targets.signed)
+

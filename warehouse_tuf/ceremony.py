@@ -40,6 +40,8 @@ FORMAT_VERSION = 1
 OFFLINE_ROLES = ("root", "targets")
 #: The most bins a payload may delegate to (2**20, as ``tuf.bin_count`` allows).
 MAX_BIN_BITS = 20
+#: Largest payload accepted: a root and a targets trusting dozens of keys take a few kB.
+MAX_PAYLOAD_BYTES = 2**20
 _PROBE = b"warehouse-tuf ceremony key probe"
 
 
@@ -278,6 +280,8 @@ class Payload:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Payload":
+        if len(data) > MAX_PAYLOAD_BYTES:
+            raise CeremonyError(f"the payload is over {MAX_PAYLOAD_BYTES} bytes, the limit")
         try:
             obj = json.loads(data)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -303,7 +307,8 @@ class Payload:
     @classmethod
     def from_file(cls, path: str | Path) -> "Payload":
         try:
-            data = Path(path).read_bytes()
+            with open(path, "rb") as handle:
+                data = handle.read(MAX_PAYLOAD_BYTES + 1)  # never more than the limit, whatever the file
         except OSError as exc:
             raise CeremonyError(f"cannot read payload {path}: {exc.strerror or exc}") from None
         return cls.from_bytes(data)

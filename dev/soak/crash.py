@@ -128,8 +128,12 @@ def run_crash(trials: int, *, database: str = "sqlite", bins: int = 16, seed: in
                 report.discrepancy(f"trial {trial}: published metadata incomplete: {exc}")
             newest = [p for p in expected if p.endswith(f"/t{trial}-0.whl")]
             report.checks += 1
-            if newest and client.download(newest[0]) != f"soak file t{trial}-0.whl".encode():
-                report.discrepancy(f"trial {trial}: the client could not download {newest[0]}")
+            try:
+                downloaded = client.download(newest[0]) if newest else None
+            except Exception as exc:
+                downloaded = exc
+            if newest and downloaded != f"soak file t{trial}-0.whl".encode():
+                report.discrepancy(f"trial {trial}: the client could not download {newest[0]}: {downloaded!r}")
         _check_never_recorded(session, never, report)
         session.close()
         engine.dispose()
