@@ -31,7 +31,9 @@ values = st.recursive(
 @settings(max_examples=400)
 @given(values)
 def test_encode_matches_securesystemslib(value):
-    assert canonical.encode(value) == encode_canonical(value).encode("utf-8")
+    expected = encode_canonical(value).encode("utf-8")
+    assert canonical.encode(value) == expected
+    assert canonical.encode(value, checked=True) == expected
 
 
 @settings(max_examples=100)

@@ -52,7 +52,7 @@ def add_targets(manager: TUFManager, targets_dir, count: int) -> list[str]:
 @pytest.fixture
 def fan(engine, db, tmp_path):
     """A coordinator whose dispatch is set per test, and a factory of worker-side managers."""
-    settings = make_settings(tmp_path, **{"tuf.fan_out_batch": 4, "tuf.fan_out_timeout": "2s"})
+    settings = make_settings(tmp_path, **{"tuf.fan_out_batch": 4})
     storage = RecordingStorage(tmp_path / "metadata")
     coordinator = TUFManager(db, settings, storage, LocalStorage(tmp_path / "simple"))
     coordinator.bootstrap_development()
@@ -98,32 +98,56 @@ def test_publish_fans_out_when_it_touches_many_bins(fan, tmp_path):
         assert client.download(path) is not None
 
 
-def test_a_worker_that_outlives_its_coordinator_never_rewrites_a_published_version(fan):
+def test_the_coordinator_signs_what_no_worker_took(fan):
     coordinator, worker, paths, client = fan
     client.refresh()
-    lost = []
-    coordinator.dispatch = lambda sent, now: lost.append((sent, now))  # the workers are slow
-    with pytest.raises(RepositoryError, match="left 16 bin"):
-        coordinator.resign_bins()
-    coordinator.dispatch = None
-    coordinator.publish()  # the next run re-signs the unfinished bins under fresh numbers
-    for sent, now in lost:  # the late workers finally run: nothing is theirs any more
+    coordinator.dispatch = lambda sent, now: None  # every worker busy elsewhere
+    coordinator.resign_bins()
+    assert coordinator.status()["problems"] == []
+    assert client.download(paths[0]) is not None
+
+
+def test_a_worker_that_runs_after_its_coordinator_writes_nothing(fan):
+    coordinator, worker, paths, client = fan
+    client.refresh()
+    late = []
+    coordinator.dispatch = lambda sent, now: late.append((sent, now))
+    coordinator.resign_bins()
+    for sent, now in late:  # the task messages are delivered only now (or twice)
         assert sum(worker().sign_reserved_bins(batch, now) for batch in sent) == 0
     for name, contents in coordinator.storage.history.items():
         assert name == "timestamp.json" or len(contents) == 1, f"{name} rewritten"
     assert client.download(paths[0]) is not None
 
 
-def test_a_coordinator_that_dies_after_its_workers_leaves_a_publishable_state(fan, db):
+class CoordinatorDied(Exception):
+    pass
+
+
+@pytest.mark.parametrize("signed_by_workers", [0, 2])
+def test_a_coordinator_that_dies_leaves_numbers_no_one_reuses(fan, db, signed_by_workers):
     coordinator, worker, paths, client = fan
     client.refresh()
-    coordinator.dispatch = lambda sent, now: [worker().sign_reserved_bins(b, now) for b in sent[:2]]
-    with pytest.raises(RepositoryError, match="left 8 bin"):
+    late = []
+
+    def dispatch(sent, now):
+        for batch in sent[:signed_by_workers]:
+            worker().sign_reserved_bins(batch, now)
+        late.extend((batch, now) for batch in sent[signed_by_workers:])
+        raise CoordinatorDied
+
+    coordinator.dispatch = dispatch
+    with pytest.raises(CoordinatorDied):
         coordinator.resign_bins()
     db.rollback()
-    assert len(db.scalars(select(RoleVersion).where(RoleVersion.reserved_version > RoleVersion.version)).all()) == 10
+    unfinished = db.scalars(select(RoleVersion.name).where(RoleVersion.reserved_version > RoleVersion.version)).all()
+    assert len(unfinished) == 16 - 4 * signed_by_workers + 2  # and snapshot, timestamp
     coordinator.dispatch = None
-    coordinator.publish()
+    coordinator.publish()  # the next run re-signs the unfinished bins under fresh numbers
+    for batch, now in late:  # the dead run's last workers wake up: nothing is theirs any more
+        assert worker().sign_reserved_bins(batch, now) == 0
+    for name, contents in coordinator.storage.history.items():
+        assert name == "timestamp.json" or len(contents) == 1, f"{name} rewritten"
     assert coordinator.status()["problems"] == []
     assert all(client.download(path) is not None for path in paths[:5])
 
@@ -140,7 +164,7 @@ def test_two_celery_worker_processes_sign_the_bins(tmp_path):
     settings = {
         "dev.mode": "distributed", "dev.data": str(tmp_path / "data"), "database.url": url,
         "celery.broker_url": f"redis://127.0.0.1:{redis.port}/0",
-        "tuf.bin_count": 16, "tuf.fan_out_batch": 2, "tuf.fan_out_timeout": "120s",
+        "tuf.bin_count": 16, "tuf.fan_out_batch": 2,
     }
     env = {"TUF_DEV_MODE": "distributed", "TUF_DEV_DATA": settings["dev.data"], "TUF_DEV_DATABASE_URL": url,
            "TUF_DEV_BROKER_URL": settings["celery.broker_url"], "TUF_BIN_COUNT": "16"}

@@ -157,7 +157,7 @@ def bootstrap_dev(config: Any) -> None:
 @tuf.command()
 @click.option("--batch-files", default=10_000, show_default=True, type=click.IntRange(1),
               help="Host files added per transaction.")
-@click.option("--batch-bins", default=1024, show_default=True, type=click.IntRange(1),
+@click.option("--batch-bins", default=4096, show_default=True, type=click.IntRange(1),
               help="Bins re-signed per publish (fanned out to the workers in distributed mode).")
 @click.pass_obj
 def backfill(config: Any, batch_files: int, batch_bins: int) -> None:

@@ -45,7 +45,7 @@ class ITUFService(Interface):
     def sign_reserved_bins(indexes, now):
         """Fan-out worker side: sign and store the reserved versions of these bins."""
 
-    def backfill(batch_files=10000, batch_bins=1024, progress=None):
+    def backfill(batch_files=10000, batch_bins=4096, progress=None):
         """Sign every file and simple page the host already has (resumable)."""
 
     def recover():

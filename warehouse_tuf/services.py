@@ -660,7 +660,7 @@ class TUFManager:
             # committing while the bins are signed, and fan-out workers read them.
             s.commit()
             if self.dispatch is not None and len(bins) >= self.settings.fan_out_batch:
-                self._sign_open_bins(s, sorted(bins.values()), now)
+                self._sign_open_bins(sorted(bins.values()), now)
             else:
                 self._sign_bins(s, trusted, rows, bins, versions, now)
             self._sign_snapshot_and_timestamp(
@@ -854,8 +854,8 @@ class TUFManager:
                    entries: dict[str, dict]) -> bytes:
         """A signed bin, serialized: the dict form of ``Targets`` without one object per target."""
         signed = Targets(version=version, expires=expires).to_dict()
-        signed["targets"] = entries
-        return canonical.signed_document(signed, trusted.signers)
+        signed["targets"] = entries  # validated paths, lengths and hex hashes, from the table
+        return canonical.signed_document(signed, trusted.signers, checked=True)
 
     def _sign_snapshot_and_timestamp(
         self, s: Session, trusted: _Trusted, rows: dict[str, RoleVersion],
@@ -896,10 +896,10 @@ class TUFManager:
     def resign_bins(self, indexes: Iterable[int] | None = None) -> PublishResult:
         """Re-sign bins (every bin by default), then one snapshot and one timestamp.
 
-        With a ``dispatch`` the bins are signed by workers, ``fan_out_batch``
-        bins per task, while this coordinator holds the publish lock, so no
-        target changes under them; without one they are signed here. Each bin
-        keeps its expiry unless that falls within the refresh window.
+        With a ``dispatch`` the workers sign them, ``fan_out_batch`` bins per
+        task, together with this process, which holds the publish lock so that
+        no target changes under them. Each bin keeps its expiry unless that
+        falls within the refresh window.
         """
         started = time.monotonic()
         roles = RoleVersion.__table__
@@ -916,7 +916,7 @@ class TUFManager:
             versions = self._reserve(s, rows, ["snapshot", "timestamp"])
             s.commit()  # the reservation is durable before any byte is written
             now = utcnow()
-            self._sign_open_bins(s, wanted, now)
+            self._sign_open_bins(wanted, now)
             self._sign_snapshot_and_timestamp(
                 s, trusted, rows, versions["snapshot"], versions["timestamp"], now
             )
@@ -929,38 +929,27 @@ class TUFManager:
                  result.snapshot_version, result.timestamp_version, result.seconds)
         return result
 
-    def _sign_open_bins(self, s: Session, indexes: list[int], now: datetime.datetime) -> None:
-        """Sign the reserved bins of ``indexes`` here, or fan them out and wait for the workers."""
-        if self.dispatch is None:
-            self.sign_reserved_bins(indexes, now)
-            return
-        batch = self.settings.fan_out_batch
-        self.dispatch([indexes[i:i + batch] for i in range(0, len(indexes), batch)], now)
-        deadline = time.monotonic() + self.settings.fan_out_timeout.total_seconds()
-        roles = RoleVersion.__table__
-        while True:
-            left = sum(
-                s.scalar(select(func.count()).select_from(roles).where(
-                    roles.c.bin_index.in_(chunk), roles.c.reserved_version > roles.c.version,
-                ))
-                for chunk in _chunks(indexes)
-            )
-            s.commit()  # a fresh snapshot of the table at the next poll
-            if not left:
-                return
-            if time.monotonic() > deadline:
-                raise RepositoryError(
-                    f"the workers left {left} bin(s) unsigned after "
-                    f"{self.settings.fan_out_timeout}; the next publish re-signs them"
-                )
-            time.sleep(0.2)
+    def _sign_open_bins(self, indexes: list[int], now: datetime.datetime) -> None:
+        """Sign the reserved bins of ``indexes``, fanned out to the workers when there is a dispatch.
+
+        This process signs too, from the last batch backwards while the workers
+        take them from the first: a busy queue or a missing worker delays
+        nothing, and a batch signed twice is signed under the same version.
+        """
+        size = self.settings.fan_out_batch
+        batches = [indexes[i:i + size] for i in range(0, len(indexes), size)]
+        if self.dispatch is not None:
+            self.dispatch(batches, now)
+        for batch in reversed(batches):
+            self.sign_reserved_bins(batch, now)
 
     def sign_reserved_bins(self, indexes: list[int], now: datetime.datetime) -> int:
         """Sign and store the reserved version of each bin of ``indexes`` not yet published.
 
-        The worker side of the fan-out (and the in-process path). A bin's row
-        is updated only while its reservation still stands: a worker that
-        outlives its coordinator writes a number no one else will ever use.
+        The worker side of the fan-out (and the in-process path). Only bins
+        whose reservation still stands are written, checked again right before
+        each write, and their rows updated only if it still stands then: a
+        worker that outlives its coordinator writes nothing a snapshot lists.
         Returns how many bins it signed.
         """
         roles = RoleVersion.__table__
@@ -973,40 +962,49 @@ class TUFManager:
         )
         window = now + self.settings.refresh_window
         signed = 0
-        files: dict[str, bytes] = {}
-        reports: list[dict] = []
-
-        def flush() -> None:
-            nonlocal signed, files, reports
-            self.storage.put_many(files)  # the bytes are durable before the rows say so
-            s.execute(done, reports)
-            s.commit()
-            signed += len(reports)
-            files, reports = {}, []
-
         with self._sessions() as s:
             trusted = self._trusted(s)
-            reserved = {}
-            for chunk in _chunks(sorted(indexes)):
-                reserved.update((index, (name, version, expires)) for name, index, version, expires in s.execute(
-                    select(roles.c.name, roles.c.bin_index, roles.c.reserved_version, roles.c.expires)
-                    .where(roles.c.bin_index.in_(chunk), roles.c.reserved_version > roles.c.version)
-                ))
+            reserved = self._open_reservations(s, indexes)
+            batch: list[tuple[int, dict, bytes]] = []
+
+            def flush() -> None:
+                nonlocal signed, batch
+                still = self._open_reservations(s, [index for index, _, _ in batch])
+                s.commit()
+                batch = [item for item in batch if still.get(item[0]) == reserved[item[0]]]
+                # The bytes are durable before the rows say so.
+                self.storage.put_many({f"{r['b_version']}.{r['b_name']}.json": data for _, r, data in batch})
+                s.execute(done, [report for _, report, _ in batch])
+                s.commit()
+                signed += len(batch)
+                batch = []
+
             for index, entries in self._bin_contents(s, sorted(reserved)):
                 name, version, expires = reserved[index]
                 if expires <= window:
                     expires = now + self.settings.expiry["bins"]
                 data = self._bin_bytes(trusted, version, expires, entries)
-                files[f"{version}.{name}.json"] = data
-                reports.append({"b_name": name, "b_version": version, "b_expires": expires,
-                                "b_length": len(data), "b_sha256": hashlib.sha256(data).hexdigest()})
-                if len(files) >= _CHUNK:
+                batch.append((index, {"b_name": name, "b_version": version, "b_expires": expires,
+                                      "b_length": len(data), "b_sha256": hashlib.sha256(data).hexdigest()}, data))
+                if len(batch) >= _CHUNK:
                     flush()
-            if files:
+            if batch:
                 flush()
         return signed
 
-    def backfill(self, *, batch_files: int = 10_000, batch_bins: int = 1024,
+    @staticmethod
+    def _open_reservations(s: Session, indexes: Iterable[int]) -> dict[int, tuple]:
+        """Bin index -> (name, reserved version, current expiry) of the bins reserved and not yet published."""
+        roles = RoleVersion.__table__
+        reserved = {}
+        for chunk in _chunks(sorted(indexes)):
+            reserved.update((index, (name, version, expires)) for name, index, version, expires in s.execute(
+                select(roles.c.name, roles.c.bin_index, roles.c.reserved_version, roles.c.expires)
+                .where(roles.c.bin_index.in_(chunk), roles.c.reserved_version > roles.c.version)
+            ))
+        return reserved
+
+    def backfill(self, *, batch_files: int = 10_000, batch_bins: int = 4096,
                  progress: Callable[[str, int, int], None] | None = None) -> BackfillResult:
         """Sign every file and simple page the host already has.
 
@@ -1036,9 +1034,10 @@ class TUFManager:
                 if not page:
                     break
                 rows = []
+                bits, algorithms = self.settings.bin_bits, self.settings.hash_algorithms
                 for file in page:
                     try:
-                        rows.append(self._file_target(file))
+                        rows.append(self._file_target(file, bits, algorithms))
                     except targetlib.InvalidTargetError as exc:
                         result.skipped.append(str(exc))
                 self._upsert_targets(s, rows)
@@ -1054,6 +1053,9 @@ class TUFManager:
                 if not names:
                     break
                 self._put_page_targets(s, self._render_pages(names))
+                if self.request is not None:
+                    # The renderer loads each project into the request's session: let them go.
+                    self.request.db.expunge_all()
                 bits = self.settings.bin_bits
                 self._mark_bins(s, {targetlib.bin_index(path, bits)
                                     for name in names for path in targetlib.page_paths(name).values()})
@@ -1097,13 +1099,13 @@ class TUFManager:
             .where(Target.path.is_(None), name > after).order_by(name)
         )
 
-    def _file_target(self, file: Any) -> dict:
+    @staticmethod
+    def _file_target(file: Any, bits: int, algorithms: tuple[str, ...]) -> dict:
         path = targetlib.validate_path(file.path)
         return {
-            "path": path, "bin_index": targetlib.bin_index(path, self.settings.bin_bits),
+            "path": path, "bin_index": targetlib.bin_index(path, bits),
             "length": targetlib.validate_length(path, file.size),
-            "hashes": targetlib.validate_hashes(path, targetlib.file_hashes(file),
-                                                self.settings.hash_algorithms),
+            "hashes": targetlib.validate_hashes(path, targetlib.file_hashes(file), algorithms),
             "kind": TargetKind.FILE.value, "project": file.normalized_name, "release": file.version,
         }
 

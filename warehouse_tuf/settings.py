@@ -151,8 +151,6 @@ SETTINGS: tuple[_Setting, ...] = (
              "how long a publisher waits for the publish lock"),
     _Setting("tuf.fan_out_batch", 512, _positive_int,
              "bins per worker task when re-signing many bins (refresh, backfill, key rotation)"),
-    _Setting("tuf.fan_out_timeout", "10m", parse_duration,
-             "how long a fanned-out re-sign waits for its workers"),
     _Setting("tuf.enabled", True, asbool, "false turns the hooks off"),
     _Setting("tuf.metrics_interface", "warehouse.metrics.IMetricsService", str,
              "dotted name of the host's metrics service interface (none registered: no metrics)"),
@@ -199,7 +197,6 @@ class TUFSettings:
     publish_batch_limit: int
     lock_timeout: timedelta
     fan_out_batch: int
-    fan_out_timeout: timedelta
     enabled: bool
     metrics_interface: str
 
@@ -258,7 +255,6 @@ class TUFSettings:
             publish_batch_limit=parsed["tuf.publish_batch_limit"],
             lock_timeout=parsed["tuf.lock_timeout"],
             fan_out_batch=parsed["tuf.fan_out_batch"],
-            fan_out_timeout=parsed["tuf.fan_out_timeout"],
             enabled=parsed["tuf.enabled"],
             metrics_interface=parsed["tuf.metrics_interface"],
         )

@@ -41,6 +41,13 @@ class LocalStorage:
         return cls(location)
 
     def _path(self, name: str) -> Path:
+        path = self._joined(name)
+        # Belt and braces against symlinked directories pointing outside.
+        if not path.resolve().is_relative_to(self.base):
+            raise StorageError(f"refusing storage name {name!r}: resolves outside {self.base}")
+        return path
+
+    def _joined(self, name: str) -> Path:
         pure = PurePosixPath(name)
         if (
             not name
@@ -51,11 +58,7 @@ class LocalStorage:
             or not _encodable(name)
         ):
             raise StorageError(f"refusing storage name {name!r}: not a plain relative path")
-        path = self.base.joinpath(*pure.parts)
-        # Belt and braces against symlinked directories pointing outside.
-        if not path.resolve().is_relative_to(self.base):
-            raise StorageError(f"refusing storage name {name!r}: resolves outside {self.base}")
-        return path
+        return self.base.joinpath(*pure.parts)
 
     def put(self, name: str, data: bytes) -> None:
         self.put_many({name: data})
@@ -67,10 +70,15 @@ class LocalStorage:
         16,384 bins would otherwise spend most of its time waiting on the disk.
         """
         staged = []
+        directories: set[Path] = set()
         try:
             for name, data in files.items():
-                path = self._path(name)
-                path.parent.mkdir(parents=True, exist_ok=True)
+                path = self._joined(name)
+                if path.parent not in directories:  # resolved once per directory, not per file
+                    if not path.parent.resolve().is_relative_to(self.base):
+                        raise StorageError(f"refusing storage name {name!r}: resolves outside {self.base}")
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    directories.add(path.parent)
                 fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
                 staged.append((tmp, path))
                 with os.fdopen(fd, "wb") as handle:
