@@ -112,11 +112,15 @@ class Poller(threading.Thread):
         self.bins_verified = 0
 
     def run(self) -> None:
-        while not self.stopped.wait(0.2):
+        due = time.monotonic()
+        while not self.stopped.wait(max(0.0, due - time.monotonic())):
+            due += 0.2  # every 200 ms, however long a poll takes (a slow one is not made up)
+            due = max(due, time.monotonic())
             self.poll()
 
     def poll(self) -> None:
         self.polls += 1
+        self.report.checks += 1
         try:
             updater = self.client.refresh()
         except Exception as exc:

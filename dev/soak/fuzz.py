@@ -61,5 +61,5 @@ def run_fuzz(examples: int, seed: int | None = None) -> Report:
 @click.option("--seed", type=int, help="Derandomize (any value: hypothesis' fixed seed).")
 @json_option
 def fuzz(examples: int, seed: int | None, as_json: bool) -> None:
-    """Fuzz target paths, storage names, settings and ceremony payloads (hypothesis)."""
+    """Fuzz target paths, storage names, settings, ceremony payloads and host access (hypothesis)."""
     run_fuzz(examples, seed).emit(as_json)
