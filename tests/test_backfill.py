@@ -9,7 +9,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dev.models import Base as HostBase, File, Project, Release, file_path
-from tests.conftest import make_settings
+from tests.conftest import make_configurator, make_settings
+from tests.keyholders import run
 from tests.tufclient import SIMPLE_URL, Client
 from warehouse_tuf.models import RoleVersion, Target
 from warehouse_tuf.services import TUFManager
@@ -129,3 +130,25 @@ def test_a_host_file_that_is_not_a_valid_target_is_skipped_with_its_reason(host,
     assert result.files == 30
     assert result.skipped == ["target path 'ab/../evil.tar.gz' has a '..' segment"]
     assert client.download(paths[-1]) is not None
+
+
+def test_tuf_backfill_command_shows_progress_and_stages(engine, tmp_path):
+    paths = add_host_files(engine, tmp_path / "packages", projects=3, files_each=4)
+    config = make_configurator(engine, tmp_path)
+    config.registry["tuf.dispatch"] = None  # no workers: the bins are signed in process
+    run(config, "bootstrap-dev")
+    output = run(config, "backfill", "--batch-files", "5", "--batch-bins", "4").output
+    assert "files" in output and "bins" in output  # the progress bars' labels
+    assert "backfilled 12 file(s) and 0 project page(s); re-signed " in output
+    assert "(files " in output and ", bins " in output
+    client = Client(tmp_path / "metadata", tmp_path / "packages")
+    assert all(client.download(path) is not None for path in paths)
+    assert "backfilled 0 file(s)" in run(config, "backfill").output
+
+
+def test_tuf_backfill_command_refuses_an_unbootstrapped_repository(engine, tmp_path):
+    add_host_files(engine, tmp_path / "packages", projects=1, files_each=1)
+    config = make_configurator(engine, tmp_path)
+    result = run(config, "backfill", ok=False)
+    assert result.output.strip().splitlines()[-1] == (
+        "error: the TUF repository is not bootstrapped yet (run 'tuf bootstrap')")

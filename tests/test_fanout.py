@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 
 import pytest
 from pyramid.scripting import prepare
@@ -120,8 +121,21 @@ def test_a_worker_that_runs_after_its_coordinator_writes_nothing(fan):
     assert client.download(paths[0]) is not None
 
 
-class CoordinatorDied(Exception):
-    pass
+class CoordinatorDied(BaseException):
+    """The coordinator process dies (as by SIGKILL: nothing catches it)."""
+
+
+def test_a_broker_outage_leaves_the_coordinator_signing_alone(fan, caplog):
+    coordinator, worker, paths, client = fan
+
+    def broker_down(sent, now):
+        raise ConnectionError("broker down")
+
+    coordinator.dispatch = broker_down
+    result = coordinator.resign_bins()
+    assert len(result.bins) == 16 and "could not send the bin signing tasks" in caplog.text
+    assert coordinator.status()["problems"] == []
+    assert client.download(paths[0]) is not None
 
 
 @pytest.mark.parametrize("signed_by_workers", [0, 2])
@@ -172,8 +186,11 @@ def test_two_celery_worker_processes_sign_the_bins(tmp_path):
     initialize(config)
     workers = [start_dev_process("worker", f"--hostname=fan{n}@%h", env=env, log=tmp_path / f"worker{n}.log")
                for n in (1, 2)]
+    logs = [tmp_path / f"worker{n}.log" for n in (1, 2)]
     closer = None
     try:
+        wait_until(lambda: all(log.exists() and " ready." in log.read_text() for log in logs), 60,
+                   "both workers to be ready")
         request_env = prepare(registry=config.registry)
         closer = request_env["closer"]
         service = request_env["request"].find_service(ITUFService, context=None)
@@ -182,11 +199,19 @@ def test_two_celery_worker_processes_sign_the_bins(tmp_path):
                               service.storage, service.simple_storage, dispatch=service.dispatch)
         paths = add_targets(recorder, tmp_path / "packages", 10)  # this publish fans out too
         recorder.db.close()
+        here = []
+
+        def slow_coordinator(batch, now):  # leaves the workers time to take their batches
+            time.sleep(1)
+            here.append(TUFManager.sign_reserved_bins(service, batch, now))
+            return here[-1]
+
+        service.sign_reserved_bins = slow_coordinator
         result = service.resign_bins()
-        assert len(result.bins) == 16
-        logs = [tmp_path / f"worker{n}.log" for n in (1, 2)]
+        assert len(result.bins) == 16 and sum(here) < 16  # the workers signed the rest
+        assert service.status()["problems"] == []
         wait_until(lambda: all("warehouse_tuf.tasks.sign_bins[" in log.read_text() for log in logs),
-                   30, "both workers to have signed bins")
+                   30, "both workers to have run sign_bins")
         client = Client(tmp_path / "data" / "tuf-metadata", tmp_path / "packages")
         assert all(client.download(path) is not None for path in paths)
     finally:

@@ -185,8 +185,9 @@ def backfill(config: Any, batch_files: int, batch_bins: int) -> None:
             shown["bar"].render_finish()
     for reason in result.skipped:
         click.echo(f"skipped: {reason}", err=True)
+    stages = ", ".join(f"{stage} {seconds:.1f}s" for stage, seconds in result.stages.items())
     click.echo(f"backfilled {result.files} file(s) and {result.pages} project page(s); "
-               f"re-signed {result.bins} bin(s) in {result.seconds:.1f}s"
+               f"re-signed {result.bins} bin(s) in {result.seconds:.1f}s ({stages})"
                + (f"; skipped {len(result.skipped)} invalid file(s)" if result.skipped else ""))
 
 

@@ -120,6 +120,8 @@ class BackfillResult:
     bins: int = 0
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: Seconds each stage took: files, pages, bins.
+    stages: dict[str, float] = field(default_factory=dict)
 
 
 #: Signs the reserved versions of bins elsewhere: one call per run, given
@@ -939,7 +941,10 @@ class TUFManager:
         size = self.settings.fan_out_batch
         batches = [indexes[i:i + size] for i in range(0, len(indexes), size)]
         if self.dispatch is not None:
-            self.dispatch(batches, now)
+            try:
+                self.dispatch(batches, now)
+            except Exception:  # a broker outage: this process signs them all
+                log.warning("tuf: could not send the bin signing tasks; signing here", exc_info=True)
         for batch in reversed(batches):
             self.sign_reserved_bins(batch, now)
 
@@ -1046,6 +1051,7 @@ class TUFManager:
             after = page[-1].path
             result.files += len(rows)
             report("files", result.files + len(result.skipped), files_total)
+        result.stages["files"] = time.monotonic() - started
         after = ""
         while self.renderer is not None:
             with publish_lock(self._engine, self.settings.lock_timeout), self._sessions() as s:
@@ -1063,6 +1069,7 @@ class TUFManager:
             after = names[-1]
             result.pages += len(names)
             report("pages", result.pages, pages_total)
+        result.stages["pages"] = time.monotonic() - started - result.stages["files"]
         roles = RoleVersion.__table__
         with self._sessions() as s:
             marked = s.scalars(select(roles.c.bin_index).where(
@@ -1074,6 +1081,7 @@ class TUFManager:
             result.bins += len(batch)
             report("bins", result.bins, len(marked))
         result.seconds = time.monotonic() - started
+        result.stages["bins"] = result.seconds - result.stages["files"] - result.stages["pages"]
         log.info("tuf backfill: %d files, %d pages, %d bins, %d skipped, %.1fs",
                  result.files, result.pages, result.bins, len(result.skipped), result.seconds)
         return result
