@@ -121,6 +121,31 @@ def test_a_worker_that_runs_after_its_coordinator_writes_nothing(fan):
     assert client.download(paths[0]) is not None
 
 
+def test_a_batch_another_worker_finishes_first_is_not_written_twice(fan):
+    coordinator, worker, paths, client = fan
+    client.refresh()
+    counts = []
+
+    def dispatch(sent, now):
+        first, second = worker(), worker()
+        sign = first._bin_bytes
+
+        def overtaken(*args):  # while the first worker signs, a second one signs the same batch
+            if not counts:
+                counts.append(sum(second.sign_reserved_bins(batch, now) for batch in sent))
+            return sign(*args)
+
+        first._bin_bytes = overtaken
+        counts.append(sum(first.sign_reserved_bins(batch, now) for batch in sent))
+
+    coordinator.dispatch = dispatch
+    coordinator.resign_bins()
+    assert counts == [16, 0]
+    for name, contents in coordinator.storage.history.items():
+        assert name == "timestamp.json" or len(contents) == 1, f"{name} rewritten"
+    assert client.download(paths[0]) is not None
+
+
 class CoordinatorDied(BaseException):
     """The coordinator process dies (as by SIGKILL: nothing catches it)."""
 

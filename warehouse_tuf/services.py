@@ -977,10 +977,11 @@ class TUFManager:
                 still = self._open_reservations(s, [index for index, _, _ in batch])
                 s.commit()
                 batch = [item for item in batch if still.get(item[0]) == reserved[item[0]]]
-                # The bytes are durable before the rows say so.
-                self.storage.put_many({f"{r['b_version']}.{r['b_name']}.json": data for _, r, data in batch})
-                s.execute(done, [report for _, report, _ in batch])
-                s.commit()
+                if batch:
+                    # The bytes are durable before the rows say so.
+                    self.storage.put_many({f"{r['b_version']}.{r['b_name']}.json": data for _, r, data in batch})
+                    s.execute(done, [report for _, report, _ in batch])
+                    s.commit()
                 signed += len(batch)
                 batch = []
 
