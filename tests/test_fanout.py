@@ -70,9 +70,9 @@ def test_workers_sign_disjoint_batches_then_one_snapshot_is_published(fan):
     client.refresh()
     batches = []
 
-    def dispatch(sent, now):
+    def dispatch(sent, now, renew):
         batches.extend(sent)
-        threads = [threading.Thread(target=lambda b=b: worker().sign_reserved_bins(b, now)) for b in sent]
+        threads = [threading.Thread(target=lambda b=b: worker().sign_reserved_bins(b, now, renew)) for b in sent]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -92,7 +92,7 @@ def test_workers_sign_disjoint_batches_then_one_snapshot_is_published(fan):
 def test_publish_fans_out_when_it_touches_many_bins(fan, tmp_path):
     coordinator, worker, paths, client = fan
     signed = []
-    coordinator.dispatch = lambda sent, now: signed.extend(worker().sign_reserved_bins(b, now) for b in sent)
+    coordinator.dispatch = lambda sent, now, renew: signed.extend(worker().sign_reserved_bins(b, now, renew) for b in sent)
     more = add_targets(coordinator, tmp_path / "packages", 60)[40:]
     assert sum(signed) >= 4
     for path in more[:5]:
@@ -102,7 +102,7 @@ def test_publish_fans_out_when_it_touches_many_bins(fan, tmp_path):
 def test_the_coordinator_signs_what_no_worker_took(fan):
     coordinator, worker, paths, client = fan
     client.refresh()
-    coordinator.dispatch = lambda sent, now: None  # every worker busy elsewhere
+    coordinator.dispatch = lambda sent, now, renew: None  # every worker busy elsewhere
     coordinator.resign_bins()
     assert coordinator.status()["problems"] == []
     assert client.download(paths[0]) is not None
@@ -112,10 +112,10 @@ def test_a_worker_that_runs_after_its_coordinator_writes_nothing(fan):
     coordinator, worker, paths, client = fan
     client.refresh()
     late = []
-    coordinator.dispatch = lambda sent, now: late.append((sent, now))
+    coordinator.dispatch = lambda sent, now, renew: late.append((sent, now, renew))
     coordinator.resign_bins()
-    for sent, now in late:  # the task messages are delivered only now (or twice)
-        assert sum(worker().sign_reserved_bins(batch, now) for batch in sent) == 0
+    for sent, now, renew in late:  # the task messages are delivered only now (or twice)
+        assert sum(worker().sign_reserved_bins(batch, now, renew) for batch in sent) == 0
     for name, contents in coordinator.storage.history.items():
         assert name == "timestamp.json" or len(contents) == 1, f"{name} rewritten"
     assert client.download(paths[0]) is not None
@@ -126,17 +126,17 @@ def test_a_batch_another_worker_finishes_first_is_not_written_twice(fan):
     client.refresh()
     counts = []
 
-    def dispatch(sent, now):
+    def dispatch(sent, now, renew):
         first, second = worker(), worker()
         sign = first._bin_bytes
 
         def overtaken(*args):  # while the first worker signs, a second one signs the same batch
             if not counts:
-                counts.append(sum(second.sign_reserved_bins(batch, now) for batch in sent))
+                counts.append(sum(second.sign_reserved_bins(batch, now, renew) for batch in sent))
             return sign(*args)
 
         first._bin_bytes = overtaken
-        counts.append(sum(first.sign_reserved_bins(batch, now) for batch in sent))
+        counts.append(sum(first.sign_reserved_bins(batch, now, renew) for batch in sent))
 
     coordinator.dispatch = dispatch
     coordinator.resign_bins()
@@ -153,7 +153,7 @@ class CoordinatorDied(BaseException):
 def test_a_broker_outage_leaves_the_coordinator_signing_alone(fan, caplog):
     coordinator, worker, paths, client = fan
 
-    def broker_down(sent, now):
+    def broker_down(sent, now, renew):
         raise ConnectionError("broker down")
 
     coordinator.dispatch = broker_down
@@ -169,10 +169,10 @@ def test_a_coordinator_that_dies_leaves_numbers_no_one_reuses(fan, db, signed_by
     client.refresh()
     late = []
 
-    def dispatch(sent, now):
+    def dispatch(sent, now, renew):
         for batch in sent[:signed_by_workers]:
-            worker().sign_reserved_bins(batch, now)
-        late.extend((batch, now) for batch in sent[signed_by_workers:])
+            worker().sign_reserved_bins(batch, now, renew)
+        late.extend((batch, now, renew) for batch in sent[signed_by_workers:])
         raise CoordinatorDied
 
     coordinator.dispatch = dispatch
@@ -183,8 +183,8 @@ def test_a_coordinator_that_dies_leaves_numbers_no_one_reuses(fan, db, signed_by
     assert len(unfinished) == 16 - 4 * signed_by_workers + 2  # and snapshot, timestamp
     coordinator.dispatch = None
     coordinator.publish()  # the next run re-signs the unfinished bins under fresh numbers
-    for batch, now in late:  # the dead run's last workers wake up: nothing is theirs any more
-        assert worker().sign_reserved_bins(batch, now) == 0
+    for batch, now, renew in late:  # the dead run's last workers wake up: nothing is theirs any more
+        assert worker().sign_reserved_bins(batch, now, renew) == 0
     for name, contents in coordinator.storage.history.items():
         assert name == "timestamp.json" or len(contents) == 1, f"{name} rewritten"
     assert coordinator.status()["problems"] == []
@@ -226,9 +226,9 @@ def test_two_celery_worker_processes_sign_the_bins(tmp_path):
         recorder.db.close()
         here = []
 
-        def slow_coordinator(batch, now):  # leaves the workers time to take their batches
+        def slow_coordinator(batch, now, renew):  # leaves the workers time to take their batches
             time.sleep(1)
-            here.append(TUFManager.sign_reserved_bins(service, batch, now))
+            here.append(TUFManager.sign_reserved_bins(service, batch, now, renew))
             return here[-1]
 
         service.sign_reserved_bins = slow_coordinator

@@ -42,7 +42,7 @@ class ITUFService(Interface):
     def resign_bins(indexes=None):
         """Re-sign bins (all by default), fanned out to workers, then snapshot and timestamp."""
 
-    def sign_reserved_bins(indexes, now):
+    def sign_reserved_bins(indexes, now, renew_before):
         """Fan-out worker side: sign and store the reserved versions of these bins."""
 
     def backfill(batch_files=10000, batch_bins=4096, progress=None):

@@ -125,8 +125,9 @@ class BackfillResult:
 
 
 #: Signs the reserved versions of bins elsewhere: one call per run, given
-#: batches of bin indexes and the run's time (see ``TUFManager.sign_reserved_bins``).
-Dispatch = Callable[[list[list[int]], datetime.datetime], None]
+#: batches of bin indexes, the run's time, and the expiry before which a bin's
+#: expiry is renewed (see ``TUFManager.sign_reserved_bins``).
+Dispatch = Callable[[list[list[int]], datetime.datetime, datetime.datetime], None]
 
 
 @dataclass
@@ -519,13 +520,14 @@ class TUFManager:
     def publish(self, *, wait: bool = True) -> PublishResult:
         """Publish every pending change (and whatever a crashed run left unfinished).
 
-        Publishes again while changes keep arriving. With ``wait=False`` it
-        returns at once when another publisher holds the lock: that one looks
-        for pending changes again after letting go, so it publishes these too.
+        Publishes again while changes keep arriving. With ``wait=False`` (the
+        task queued after each upload) it returns at once when nothing is
+        pending, or when another publisher holds the lock: that one looks for
+        pending changes again after letting go, so it publishes these too.
         That is how one publish task per upload coalesces into few publishes.
         """
         total = PublishResult()
-        while True:
+        while wait or self._has_pending():
             try:
                 result = self._measured("publish", None, wait)
             except LockTimeout:
@@ -539,9 +541,12 @@ class TUFManager:
             total.snapshot_version = result.snapshot_version
             total.timestamp_version = result.timestamp_version
             total.seconds += result.seconds
-            with self._sessions() as s:
-                if s.scalar(select(PendingChange.id).limit(1)) is None:
-                    return total
+            wait = False  # from now on, only while changes keep arriving
+        return total
+
+    def _has_pending(self) -> bool:
+        with self._sessions() as s:
+            return s.scalar(select(PendingChange.id).limit(1)) is not None
 
     def refresh(self, window: datetime.timedelta | None = None) -> PublishResult:
         """Re-sign every online role that expires within ``window``, with pending changes."""
@@ -651,20 +656,21 @@ class TUFManager:
             self._check_storage_not_ahead(rows["timestamp"])
             bins = self._bins_touched(s, changes)
             bins.update((name, index) for name, index in due_roles if index is not None)
-            for chunk in _chunks(sorted(bins)):
-                rows.update((row.name, row) for row in s.scalars(select(RoleVersion).where(RoleVersion.name.in_(chunk))))
-
-            versions = self._reserve(s, rows, [*bins, "snapshot", "timestamp"])
+            indexes = sorted(bins.values())
+            self._reserve_bins(s, indexes)
+            versions = self._reserve(s, rows, ["snapshot", "timestamp"])
             s.commit()  # the reservation is durable before any byte is written
 
             self._apply_changes(s, changes)
-            # Committed now (applying again after a crash is harmless): uploads keep
-            # committing while the bins are signed, and fan-out workers read them.
+            # Committed now (applying again after a crash is harmless): the bins are
+            # signed from the table, in short transactions, here or by the workers,
+            # and uploads keep committing meanwhile (SQLite has a single writer).
             s.commit()
-            if self.dispatch is not None and len(bins) >= self.settings.fan_out_batch:
-                self._sign_open_bins(sorted(bins.values()), now)
+            renew_before = now + (refresh_window or self.settings.refresh_window)
+            if self.dispatch is not None and len(indexes) >= self.settings.fan_out_batch:
+                self._sign_open_bins(indexes, now, renew_before)
             else:
-                self._sign_bins(s, trusted, rows, bins, versions, now)
+                self.sign_reserved_bins(indexes, now, renew_before)
             self._sign_snapshot_and_timestamp(
                 s, trusted, rows, versions["snapshot"], versions["timestamp"], now
             )
@@ -904,7 +910,6 @@ class TUFManager:
         falls within the refresh window.
         """
         started = time.monotonic()
-        roles = RoleVersion.__table__
         with publish_lock(self._engine, self.settings.lock_timeout), self._sessions() as s:
             trusted = self._trusted(s)
             rows = {row.name: row for row in s.scalars(select(RoleVersion).where(RoleVersion.bin_index.is_(None)))}
@@ -912,13 +917,11 @@ class TUFManager:
             wanted = sorted(set(
                 range(self.settings.bin_count) if indexes is None else indexes
             ))
-            for chunk in _chunks(wanted):
-                s.execute(update(roles).where(roles.c.bin_index.in_(chunk))
-                          .values(reserved_version=roles.c.reserved_version + 1))
+            self._reserve_bins(s, wanted)
             versions = self._reserve(s, rows, ["snapshot", "timestamp"])
             s.commit()  # the reservation is durable before any byte is written
             now = utcnow()
-            self._sign_open_bins(wanted, now)
+            self._sign_open_bins(wanted, now, now + self.settings.refresh_window)
             self._sign_snapshot_and_timestamp(
                 s, trusted, rows, versions["snapshot"], versions["timestamp"], now
             )
@@ -931,7 +934,16 @@ class TUFManager:
                  result.snapshot_version, result.timestamp_version, result.seconds)
         return result
 
-    def _sign_open_bins(self, indexes: list[int], now: datetime.datetime) -> None:
+    @staticmethod
+    def _reserve_bins(s: Session, indexes: list[int]) -> None:
+        """Reserve the next version of each bin (never one handed out before), in a few statements."""
+        roles = RoleVersion.__table__
+        for chunk in _chunks(indexes):
+            s.execute(update(roles).where(roles.c.bin_index.in_(chunk))
+                      .values(reserved_version=roles.c.reserved_version + 1))
+
+    def _sign_open_bins(self, indexes: list[int], now: datetime.datetime,
+                        renew_before: datetime.datetime) -> None:
         """Sign the reserved bins of ``indexes``, fanned out to the workers when there is a dispatch.
 
         This process signs too, from the last batch backwards while the workers
@@ -942,14 +954,18 @@ class TUFManager:
         batches = [indexes[i:i + size] for i in range(0, len(indexes), size)]
         if self.dispatch is not None:
             try:
-                self.dispatch(batches, now)
+                self.dispatch(batches, now, renew_before)
             except Exception:  # a broker outage: this process signs them all
                 log.warning("tuf: could not send the bin signing tasks; signing here", exc_info=True)
         for batch in reversed(batches):
-            self.sign_reserved_bins(batch, now)
+            self.sign_reserved_bins(batch, now, renew_before)
 
-    def sign_reserved_bins(self, indexes: list[int], now: datetime.datetime) -> int:
+    def sign_reserved_bins(self, indexes: list[int], now: datetime.datetime,
+                           renew_before: datetime.datetime) -> int:
         """Sign and store the reserved version of each bin of ``indexes`` not yet published.
+
+        A bin keeps its expiry, unless that comes before ``renew_before``: then
+        it expires one bin expiry period after ``now``.
 
         The worker side of the fan-out (and the in-process path). Only bins
         whose reservation still stands are written, checked again right before
@@ -965,7 +981,6 @@ class TUFManager:
             version=bindparam("b_version"), expires=bindparam("b_expires"), length=bindparam("b_length"),
             sha256=bindparam("b_sha256"), updated_at=now,
         )
-        window = now + self.settings.refresh_window
         signed = 0
         with self._sessions() as s:
             trusted = self._trusted(s)
@@ -987,7 +1002,7 @@ class TUFManager:
 
             for index, entries in self._bin_contents(s, sorted(reserved)):
                 name, version, expires = reserved[index]
-                if expires <= window:
+                if expires <= renew_before:
                     expires = now + self.settings.expiry["bins"]
                 data = self._bin_bytes(trusted, version, expires, entries)
                 batch.append((index, {"b_name": name, "b_version": version, "b_expires": expires,

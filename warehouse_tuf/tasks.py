@@ -23,7 +23,7 @@ def publish(request) -> None:
 
 def publish_pending(request) -> None:
     """Periodic safety net: a lost task message delays a change by one period at most."""
-    request.find_service(ITUFService, context=None).publish(wait=False)
+    request.find_service(ITUFService, context=None).publish()
 
 
 def refresh(request) -> None:
@@ -36,10 +36,11 @@ def gc(request) -> None:
     request.find_service(ITUFService, context=None).gc()
 
 
-def sign_bins(request, indexes: list[int], now: str) -> None:
+def sign_bins(request, indexes: list[int], now: str, renew_before: str) -> None:
     """Fan-out worker: sign the reserved versions of these bins (``TUFManager.sign_reserved_bins``)."""
     service = request.find_service(ITUFService, context=None)
-    service.sign_reserved_bins(indexes, datetime.datetime.fromisoformat(now))
+    service.sign_reserved_bins(indexes, datetime.datetime.fromisoformat(now),
+                               datetime.datetime.fromisoformat(renew_before))
 
 
 def bin_dispatch(celery_app: Any):
@@ -54,9 +55,9 @@ def bin_dispatch(celery_app: Any):
         return None
     name = f"{sign_bins.__module__}.{sign_bins.__name__}"
 
-    def dispatch(batches: list[list[int]], now: datetime.datetime) -> None:
+    def dispatch(batches: list[list[int]], now: datetime.datetime, renew_before: datetime.datetime) -> None:
         for batch in batches:
-            celery_app.send_task(name, args=(batch, now.isoformat()))
+            celery_app.send_task(name, args=(batch, now.isoformat(), renew_before.isoformat()))
 
     return dispatch
 
