@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import json
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -94,7 +95,7 @@ def distributed_host(workers: int, bins: int) -> Iterator[DistributedHost]:
                 engine.dispose()
     finally:
         redis.stop()
-        subprocess.run(["rm", "-rf", str(directory)], check=False)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 class Poller(threading.Thread):
@@ -149,6 +150,8 @@ class Poller(threading.Thread):
         self.join()
         self.poll()
         self.versions.observe(self.host.metadata, self.report)
+        for folder in (self.client.cache, self.client.downloads):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def run_concurrency(uploads: int, *, uploaders: int = 8, workers: int = 4, bins: int = 256,

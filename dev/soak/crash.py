@@ -60,7 +60,7 @@ def run_crash(trials: int, *, database: str = "sqlite", bins: int = 16, seed: in
         manager = box.manager(session)
         versions = VersionLog()
         versions.observe(box.metadata, report)
-        client = Client(box.metadata, box.packages)
+        client = box.client()
         client.refresh()
         expected: dict[str, tuple[int, str]] = {}
         never: set[str] = set()

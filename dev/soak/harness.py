@@ -28,6 +28,7 @@ from tuf.api.metadata import Metadata
 from sqlalchemy.orm import Session
 
 from dev.models import Base as HostBase
+from tests.tufclient import Client
 from warehouse_tuf.migrations import upgrade
 from warehouse_tuf.models import PendingChange, RoleVersion, Target
 from warehouse_tuf.services import TUFManager
@@ -131,6 +132,8 @@ class Sandbox:
     bins: int
     #: Every online key ever generated for this repository: key id -> private key file.
     keyring: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: Folders outside ``directory`` to delete with it (the clients' caches).
+    leftovers: list[Path] = dataclasses.field(default_factory=list)
 
     @property
     def metadata(self) -> Path:
@@ -162,6 +165,12 @@ class Sandbox:
                "TUF_DEV_DATABASE_URL": self.url}
         env.update((_ENVVARS[key], str(value)) for key, value in self.settings_values.items())
         return env
+
+    def client(self) -> Client:
+        """A user's client with a persistent cache (tests/tufclient.py), deleted with the sandbox."""
+        user = Client(self.metadata, self.packages)
+        self.leftovers += [user.cache, user.downloads]
+        return user
 
     def settings(self) -> TUFSettings:
         return TUFSettings.from_settings(self.settings_values, environ={})
@@ -207,12 +216,13 @@ def record_file(manager: TUFManager, packages: Path, name: str) -> tuple[str, tu
 def sandbox(kind: str = "sqlite", bins: int = 16) -> Iterator[Sandbox]:
     """A bootstrapped repository (development keys) that is deleted afterwards."""
     directory = Path(tempfile.mkdtemp(prefix="tuf-soak-"))
+    leftovers = [directory]
     try:
         with database(kind, directory) as url:
             engine = create_engine(url)
             HostBase.metadata.create_all(engine)  # the host's tables, for backfill
             upgrade(engine)
-            box = Sandbox(url, directory, bins)
+            box = Sandbox(url, directory, bins, leftovers=leftovers)
             with Session(engine) as session:
                 box.manager(session).bootstrap_development()
             online = directory / "keys" / "online.pem"
@@ -220,7 +230,8 @@ def sandbox(kind: str = "sqlite", bins: int = 16) -> Iterator[Sandbox]:
             engine.dispose()
             yield box
     finally:
-        shutil.rmtree(directory, ignore_errors=True)
+        for path in leftovers:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 class VersionLog:

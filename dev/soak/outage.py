@@ -117,7 +117,7 @@ def run_storage_outage(trials: int, *, bins: int = 16, seed: int | None = None) 
         session = Session(engine)
         manager = box.manager(session)
         versions = VersionLog()
-        client = Client(box.metadata, box.packages)
+        client = box.client()
         client.refresh()
         expected: dict = {}
         report.details["modes"] = storage.modes
@@ -166,7 +166,7 @@ def run_database_outage(trials: int, *, bins: int = 16, seed: int | None = None)
         engine = create_engine(box.url, pool_pre_ping=True,
                                connect_args={"application_name": APPLICATION_NAME})
         versions = VersionLog()
-        client = Client(box.metadata, box.packages)
+        client = box.client()
         client.refresh()
         expected: dict = {}
         watcher = TimestampWatcher(box.metadata, report)

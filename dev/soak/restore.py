@@ -36,7 +36,6 @@ from dev.soak.harness import (
     sandbox,
 )
 from tests.devhost import dev_command
-from tests.tufclient import Client
 
 
 def run_restore(trials: int, *, database: str = "sqlite", bins: int = 16,
@@ -47,7 +46,7 @@ def run_restore(trials: int, *, database: str = "sqlite", bins: int = 16,
     with sandbox(database, bins) as box:
         engine = create_engine(box.url)
         versions = VersionLog()
-        client = Client(box.metadata, box.packages)
+        client = box.client()
         client.refresh()
         expected: dict[str, tuple[int, str]] = {}
         backup = box.directory / "backup"
