@@ -10,12 +10,16 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
 
 from dev.cli import dev
 from dev.soak.concurrency import run_concurrency
 from dev.soak.crash import run_crash
+from dev.soak.harness import database_state, sandbox
 from dev.soak.outage import run_database_outage, run_storage_outage
 from dev.soak.restore import run_restore
+from warehouse_tuf.services import RepositoryError
 
 
 def assert_clean(report, *, checks: int) -> None:
@@ -62,3 +66,19 @@ def test_concurrent_uploads_and_deletes_through_a_broker_outage():
     assert report.details["requests"]["uploads"] == 120
     assert report.details["pending_when_broker_returned"] > 0
     assert report.details["polls"] >= 10 and report.details["files"] > 0
+
+
+def test_recover_refuses_what_it_cannot_resume_from():
+    with sandbox("sqlite") as box:
+        engine = create_engine(box.url)
+        with Session(engine) as session:
+            manager = box.manager(session)
+            (box.metadata / "2.root.json").write_bytes(b"{}")  # a newer root the database lacks
+            with pytest.raises(RepositoryError, match="storage holds root version 2 but the database has 1"):
+                manager.recover()
+            (box.metadata / "2.root.json").unlink()
+            (box.metadata / "timestamp.json").unlink()
+            with pytest.raises(RepositoryError, match="no published repository to recover from"):
+                manager.recover()
+            assert database_state(session)["unfinished"] == []  # refused: nothing marked
+        engine.dispose()
