@@ -888,6 +888,15 @@ class TUFManager:
             snapshot_meta=MetaFile.from_data(snapshot_version, snapshot_bytes, ["sha256"]),
         )
         timestamp_bytes = canonical.signed_document(timestamp.to_dict(), trusted.signers)
+        # A publisher whose lock connection died may have been overtaken (its
+        # reservation no longer stands): an older timestamp.json over a newer one
+        # is a rollback every client refuses.
+        reserved = s.scalar(select(RoleVersion.reserved_version).where(RoleVersion.name == "timestamp"))
+        if reserved != timestamp_version:
+            raise RepositoryError(
+                f"another publisher reserved timestamp version {reserved} while this one was writing "
+                f"{timestamp_version} (its publish lock was lost): nothing more is written"
+            )
         self.storage.put("timestamp.json", timestamp_bytes)
         self._update_row(rows["timestamp"], timestamp_version, timestamp.expires, timestamp_bytes, now)
 
@@ -1319,7 +1328,8 @@ class TUFManager:
             problems.append(f"online signer: {exc}")
         unfinished = [r.name for r in rows if r.reserved_version > r.version]
         if unfinished:
-            problems.append(f"{len(unfinished)} role(s) left unfinished by an interrupted publish")
+            problems.append(f"{len(unfinished)} role(s) waiting to be re-signed: an interrupted "
+                            "publish, or a backfill under way (the next publish signs them)")
         return {
             "bootstrapped": True,
             "roles": roles,
