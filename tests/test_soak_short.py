@@ -7,19 +7,21 @@ a small size and requires zero failures and zero discrepancies.
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
 from dev.cli import dev
 from dev.soak.concurrency import run_concurrency
 from dev.soak.crash import run_crash
-from dev.soak.harness import database_state, sandbox
+from dev.soak.harness import database_state, published_targets, record_file, sandbox
 from dev.soak.outage import run_database_outage, run_storage_outage
 from dev.soak.restore import run_restore
 from warehouse_tuf.services import RepositoryError
+from warehouse_tuf.storage import LocalStorage
 
 
 def assert_clean(report, *, checks: int) -> None:
@@ -82,3 +84,45 @@ def test_recover_refuses_what_it_cannot_resume_from():
                 manager.recover()
             assert database_state(session)["unfinished"] == []  # refused: nothing marked
         engine.dispose()
+
+
+def test_a_publisher_that_lost_its_lock_and_was_overtaken_writes_no_older_timestamp():
+    """Found by the database outage harness: A's lock connection dies, B publishes, then A goes on."""
+    with sandbox("postgresql") as box:
+        engine = create_engine(box.url, pool_pre_ping=True)
+        admin = create_engine(box.url, isolation_level="AUTOCOMMIT")
+        overtaken = []
+
+        def publish_b() -> None:
+            with Session(engine) as session:
+                manager = box.manager(session)
+                record_file(manager, box.packages, "b.whl")
+                session.commit()
+                overtaken.append(manager.publish().timestamp_version)
+
+        class Stalling(LocalStorage):
+            """While A writes its snapshot, its lock connection dies and B publishes in full."""
+
+            def put_many(self, files):
+                if not overtaken and any(name.endswith(".snapshot.json") for name in files):
+                    with admin.connect() as conn:
+                        conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_locks "
+                                          "WHERE locktype = 'advisory' AND granted"))
+                    b = threading.Thread(target=publish_b)
+                    b.start()
+                    b.join(60)
+                super().put_many(files)
+
+        with Session(engine) as session:
+            manager = box.manager(session, Stalling(box.metadata))
+            path_a, _ = record_file(manager, box.packages, "a.whl")
+            session.commit()
+            with pytest.raises(RepositoryError, match="its publish lock was lost"):
+                manager.publish()
+            state = database_state(session)
+        timestamp = json.loads((box.metadata / "timestamp.json").read_bytes())["signed"]["version"]
+        assert overtaken and timestamp == overtaken[0]  # B's, not an older one written over it
+        assert state["pending"] == 0 and path_a in published_targets(box.metadata)  # B published A's too
+        box.client().refresh()
+        engine.dispose()
+        admin.dispose()

@@ -19,6 +19,7 @@ from datetime import timedelta
 
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 #: A fixed advisory lock key, derived from the name so it is stable and unlikely to collide.
 ADVISORY_KEY = zlib.crc32(b"warehouse_tuf.publish")
@@ -41,8 +42,14 @@ def publish_lock(engine: Engine, timeout: timedelta) -> Iterator[None]:
                 yield
             finally:
                 if not conn.closed and not conn.invalidated:
-                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_KEY})
-                    conn.commit()
+                    try:
+                        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_KEY})
+                        conn.commit()
+                    except DBAPIError as error:
+                        # The connection died: the server released the lock with it, and
+                        # what the holder raised (if anything) is the error worth seeing.
+                        if not error.connection_invalidated:
+                            raise
         return
     with open(_lock_file(engine), "a+b") as handle:
         while True:
