@@ -7,7 +7,9 @@
   state), then succeed once storage is back.
 - ``database``: PostgreSQL backends of the publisher are terminated
   (pg_terminate_backend) at a random moment of a publish: all of them, only the
-  lock's, or only the session's; two publishers race in each trial. Retried,
+  lock's, or only the session's; or the lock's as the holder writes its
+  snapshot, which then stalls while the other publisher may overtake it. Two
+  publishers race in each trial. Retried,
   every committed change is published, no version names two contents, and
   timestamp.json never goes back (watched every 5 ms).
 - ``broker``: see :mod:`dev.soak.concurrency` (a private Redis stopped mid-run).
@@ -39,6 +41,7 @@ from dev.soak.harness import (
     sandbox,
 )
 from tests.tufclient import Client
+from warehouse_tuf.storage import LocalStorage
 
 PAGE = 4096
 APPLICATION_NAME = "tuf-soak-publisher"
@@ -46,6 +49,7 @@ _LOCK_HOLDERS = "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND grante
 KILL_TARGETS = {
     "all": "",
     "lock": f"AND pid IN ({_LOCK_HOLDERS})",
+    "lock-stall": f"AND pid IN ({_LOCK_HOLDERS})",  # ... and its holder stalls (LockLosingStorage)
     "session": f"AND pid NOT IN ({_LOCK_HOLDERS})",
 }
 
@@ -207,30 +211,56 @@ def run_database_outage(trials: int, *, bins: int = 16, seed: int | None = None)
     return report
 
 
+class LockLosingStorage(LocalStorage):
+    """Whichever publisher writes a snapshot first loses its lock's connection there, then stalls.
+
+    The other publisher, waiting for the lock, gets it and may publish in full
+    meanwhile (a publisher stalled by slow storage or a long pause).
+    """
+
+    def __init__(self, base: Path, admin, stall: float, dropped: dict) -> None:
+        super().__init__(base)
+        self.admin, self.stall, self.dropped = admin, stall, dropped
+        self.fired = threading.Event()
+
+    def put_many(self, files) -> None:
+        if not self.fired.is_set() and any(name.endswith(".snapshot.json") for name in files):
+            self.fired.set()
+            _terminate(self.admin, "lock-stall", self.dropped)
+            time.sleep(self.stall)
+        super().put_many(files)
+
+
 def _race_publishers(box: Sandbox, engine, admin, which: str, delay: float, dropped: dict) -> list[str]:
     """Two publishers at once; after ``delay``, terminate the chosen backends of both."""
     errors: list[str] = []
+    storage = LockLosingStorage(box.metadata, admin, delay * 5, dropped) if which == "lock-stall" else None
 
     def publish() -> None:
         try:
             with Session(engine) as session:
-                box.manager(session).publish()
+                box.manager(session, storage).publish()
         except Exception as exc:  # what a dropped connection raises: the task is retried
             errors.append(type(exc).__name__)
 
     threads = [threading.Thread(target=publish) for _ in range(2)]
     for thread in threads:
         thread.start()
-    time.sleep(delay)
+    if storage is None:
+        time.sleep(delay)
+        _terminate(admin, which, dropped)
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+def _terminate(admin, which: str, dropped: dict) -> None:
     with admin.connect() as conn:
         killed = conn.execute(text(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
             f"WHERE application_name = :name {KILL_TARGETS[which]}"
         ), {"name": APPLICATION_NAME}).scalar()
     dropped[which] = dropped.get(which, 0) + killed
-    for thread in threads:
-        thread.join()
-    return errors
 
 
 class TimestampWatcher(threading.Thread):
@@ -247,6 +277,7 @@ class TimestampWatcher(threading.Thread):
         import json
 
         highest = 0
+        seen_back: set[tuple[int, int]] = set()
         while not self.stopped.wait(0.005):
             try:
                 version = json.loads((self.metadata / "timestamp.json").read_bytes())["signed"]["version"]
@@ -254,7 +285,8 @@ class TimestampWatcher(threading.Thread):
                 self.report.discrepancy(f"timestamp.json unreadable: {exc}")
                 continue
             self.reads += 1
-            if version < highest:
+            if version < highest and (highest, version) not in seen_back:
+                seen_back.add((highest, version))
                 self.report.discrepancy(f"timestamp.json went back from {highest} to {version}")
             highest = max(highest, version)
 
