@@ -16,6 +16,7 @@ import json
 import multiprocessing
 import os
 import random
+import re
 import resource
 import shutil
 import statistics
@@ -447,11 +448,13 @@ def backfill(mode: str, bins: int, as_json: bool, files: int, projects: int, wor
         wall = time.monotonic() - started
         if run.returncode != 0:
             raise click.ClickException(f"tuf backfill failed: {run.stderr[-2000:]}")
-        click.echo(run.stdout.strip().splitlines()[-1])
+        summary = run.stdout.strip().splitlines()[-1]
+        click.echo(summary)
+        stages = {f"{stage}_s": float(seconds) for stage, seconds in re.findall(r"(\w+) ([\d.]+)s[,)]", summary)}
         verified = verify(host, sample(files), projects)
         report({
             "scenario": "backfill", "mode": mode, "bins": bins, "files": files, "projects": projects,
-            "wall_s": round(wall, 2), "peak_rss_mb": peak_rss_mb(resource.RUSAGE_CHILDREN),
+            "wall_s": round(wall, 2), **stages, "peak_rss_mb": peak_rss_mb(resource.RUSAGE_CHILDREN),
             "ngclient_verified": verified,
         }, as_json)
 
