@@ -633,7 +633,14 @@ class TUFManager:
         started = time.monotonic()
         timeout = self.settings.lock_timeout if wait else datetime.timedelta(0)
         with publish_lock(self._engine, timeout), self._sessions() as s:
-            trusted = self._trusted(s)
+            root, targets = self._offline_roles(s)
+            try:
+                trusted = _Trusted(root, targets, self._online_signers(root.signed, targets.signed))
+            except signing.SigningError:
+                # After a restore the signer may be configured for the newer root that
+                # storage publishes: the restore is then the problem to report.
+                self._check_storage_not_ahead(s.get(RoleVersion, "timestamp"))
+                raise
             changes = list(
                 s.scalars(
                     select(PendingChange).order_by(PendingChange.id)

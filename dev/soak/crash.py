@@ -37,7 +37,7 @@ from dev.soak.harness import (
     VersionLog,
     compare_targets,
     database_state,
-    installed_roles,
+    prepare_rotation,
     published_targets,
     record_file,
     sandbox,
@@ -45,7 +45,6 @@ from dev.soak.harness import (
 )
 from dev.models import File, Project, Release
 from tests.tufclient import Client
-from warehouse_tuf import ceremony, signing
 from warehouse_tuf.models import PendingChange, Target
 
 
@@ -86,7 +85,7 @@ def run_crash(trials: int, *, database: str = "sqlite", bins: int = 16, seed: in
                 expected.update(added)
                 host_files.update(added)
             elif op == "rotate":
-                extra = _prepare_rotation(session, box, trial)
+                extra = prepare_rotation(session, box, f"rotation-{trial}")
             path, _ = record_file(manager, box.packages, f"t{trial}-rolled-back.whl")
             never.add(path)
             session.rollback()
@@ -157,25 +156,6 @@ def _add_host_files(session: Session, box: Sandbox, trial: int, count: int) -> d
         added[path] = (length, sha256)
     session.commit()
     return added
-
-
-def _prepare_rotation(session: Session, box: Sandbox, trial: int) -> dict:
-    """A new online key and the next root and targets trusting it, signed offline."""
-    root, targets = installed_roles(session)
-    session.rollback()
-    old = signing.online_keys(root.signed, targets.signed)
-    key_file = box.directory / "keys" / f"online-{trial}.pem"
-    key = signing.generate_key_file(key_file)
-    box.keyring[key.keyid] = str(key_file)
-    next_root, next_targets = ceremony.next_roles(root, targets, online_keys=[key])
-    next_root.sign(signing.load_key_file(box.directory / "keys" / "root.pem"))
-    next_targets.sign(signing.load_key_file(box.directory / "keys" / "targets.pem"))
-    payload = ceremony.Payload(root=next_root, targets=next_targets)
-    folder = box.directory / f"rotation-{trial}"
-    folder.mkdir()
-    (folder / "root.json").write_bytes(payload.role_bytes("root"))
-    (folder / "targets.json").write_bytes(payload.role_bytes("targets"))
-    return {"payload": str(folder), "rotating": [*old.keys, key.keyid]}
 
 
 def _check_readers(metadata, client: Client, never: set[str], report: Report, label: str) -> None:

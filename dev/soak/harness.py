@@ -33,7 +33,7 @@ from warehouse_tuf.migrations import upgrade
 from warehouse_tuf.models import PendingChange, RoleVersion, Target
 from warehouse_tuf.services import TUFManager
 from warehouse_tuf.settings import TUFSettings, describe
-from warehouse_tuf.signing import load_key_file
+from warehouse_tuf import ceremony, signing
 from warehouse_tuf.storage import LocalStorage
 
 POSTGRES_URL = os.environ.get("TUF_SOAK_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -132,6 +132,8 @@ class Sandbox:
     bins: int
     #: Every online key ever generated for this repository: key id -> private key file.
     keyring: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: ``tuf.online_signers``: empty for the development key; set after a key rotation.
+    online_signers: str = ""
     #: Folders outside ``directory`` to delete with it (the clients' caches).
     leftovers: list[Path] = dataclasses.field(default_factory=list)
 
@@ -156,6 +158,7 @@ class Sandbox:
             "tuf.storage.path": str(self.metadata),
             "tuf.simple.path": str(self.simple),
             "tuf.lock_timeout": "2m",
+            "tuf.online_signers": self.online_signers,
         }
 
     @property
@@ -226,7 +229,7 @@ def sandbox(kind: str = "sqlite", bins: int = 16) -> Iterator[Sandbox]:
             with Session(engine) as session:
                 box.manager(session).bootstrap_development()
             online = directory / "keys" / "online.pem"
-            box.keyring[load_key_file(online).public_key.keyid] = str(online)
+            box.keyring[signing.load_key_file(online).public_key.keyid] = str(online)
             engine.dispose()
             yield box
     finally:
@@ -295,6 +298,26 @@ def installed_roles(session: Session) -> tuple[Metadata, Metadata]:
     stored = {row.name: row.signed_bytes for row in
               session.scalars(select(RoleVersion).where(RoleVersion.name.in_(("root", "targets"))))}
     return Metadata.from_bytes(stored["root"]), Metadata.from_bytes(stored["targets"])
+
+
+def prepare_rotation(session: Session, box: Sandbox, name: str) -> dict:
+    """A new online key, and a ceremony payload of the next root and targets trusting it.
+
+    Signed with the sandbox's offline keys. Returns what dev/soak/killable.py
+    takes: the payload file and the key ids to sign with during the handover.
+    """
+    root, targets = installed_roles(session)
+    session.rollback()
+    old = signing.online_keys(root.signed, targets.signed)
+    key_file = box.directory / "keys" / f"{name}.pem"
+    key = signing.generate_key_file(key_file)
+    box.keyring[key.keyid] = str(key_file)
+    next_root, next_targets = ceremony.next_roles(root, targets, online_keys=[key])
+    next_root.sign(signing.load_key_file(box.directory / "keys" / "root.pem"))
+    next_targets.sign(signing.load_key_file(box.directory / "keys" / "targets.pem"))
+    payload = box.directory / f"{name}.json"
+    ceremony.Payload(trusted_root=root, root=next_root, targets=next_targets).write(payload)
+    return {"payload": str(payload), "rotating": [*old.keys, key.keyid]}
 
 
 def database_state(session: Session) -> dict[str, Any]:

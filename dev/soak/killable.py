@@ -13,7 +13,7 @@ how many kill points it passed.
 
 CONFIG (JSON) holds the database URL, the ``tuf.*`` settings, the packages
 folder, the online keys by key id (``keyring``) and, for ``rotate``, the
-folder of the signed next root and targets.
+ceremony payload of the next root and targets.
 """
 
 from __future__ import annotations
@@ -27,11 +27,10 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.orm import Session
-from tuf.api.metadata import Metadata
 
 from dev.models import File, Project, Release
 from dev.soak.harness import CRASH_OPERATIONS, installed_roles, record_file
-from warehouse_tuf import signing
+from warehouse_tuf import ceremony, signing
 from warehouse_tuf.models import RoleVersion
 from warehouse_tuf.services import TUFManager
 from warehouse_tuf.settings import TUFSettings
@@ -80,13 +79,12 @@ def run(operation: str, manager: TUFManager, config: dict) -> None:
     elif operation == "backfill":
         manager.backfill(batch_files=3, batch_bins=4)
     elif operation == "rotate":
-        payload = Path(config["payload"])
-        root = (payload / "root.json").read_bytes()
+        payload = ceremony.Payload.from_file(config["payload"])
         # Installed before a crash: the publish that follows finishes what it left unfinished.
-        if manager.db.get(RoleVersion, "root").version < Metadata.from_bytes(root).signed.version:
+        if manager.db.get(RoleVersion, "root").version < payload.root.signed.version:
             both = tuple(f"{keyid}=file2:{path}" for keyid, path in config["keyring"].items()
                          if keyid in config["rotating"])
-            manager.install(root, (payload / "targets.json").read_bytes(), both)
+            manager.install(payload.role_bytes("root"), payload.role_bytes("targets"), both)
 
 
 def manager_for(session: Session, config: dict) -> TUFManager:

@@ -5,6 +5,9 @@ consistent copy of the file), publishes more, restores the backup and records
 one more upload. Then, through the documented commands:
 
 - ``tuf publish`` must refuse with a clear message and leave storage untouched;
+- every other trial the online key was rotated after the backup: ``tuf recover``
+  must then refuse until ``tuf install`` of the same payload puts the newer
+  root and targets back (docs/recovery.md);
 - ``tuf recover`` resumes from the published versions;
 - after re-uploading some of what the backup lost, ``tuf publish`` succeeds and a
   client that trusted the newest (pre-restore) timestamp updates to it: versions
@@ -31,11 +34,13 @@ from dev.soak.harness import (
     VersionLog,
     compare_targets,
     database_state,
+    prepare_rotation,
     published_targets,
     record_file,
     sandbox,
 )
 from tests.devhost import dev_command
+from warehouse_tuf import ceremony
 
 
 def run_restore(trials: int, *, database: str = "sqlite", bins: int = 16,
@@ -54,6 +59,9 @@ def run_restore(trials: int, *, database: str = "sqlite", bins: int = 16,
             _publish_rounds(box, engine, expected, f"t{trial}-before", rng)
             _backup(box, engine, backup)
             saved = dict(expected)
+            # Every other trial, the online key is rotated after the backup: the
+            # restored database then trusts a root older than the one published.
+            rotation = _rotate(box, engine, f"rotation-{trial}") if trial % 2 else None
             lost = _publish_rounds(box, engine, expected, f"t{trial}-after", rng, refresh=True)
             client.refresh()
             versions.observe(box.metadata, report)
@@ -74,6 +82,17 @@ def run_restore(trials: int, *, database: str = "sqlite", bins: int = 16,
             if _storage_digest(box) != before:
                 report.discrepancy(f"trial {trial}: the refused publish changed storage")
 
+            if rotation is not None:
+                refused = dev_command("tuf", "recover", env=box.host_env)
+                report.checks += 1
+                if refused.returncode != 1 or "storage holds root version" not in refused.stderr:
+                    report.discrepancy(f"trial {trial}: recover with the rotated root missing was not "
+                                       f"refused clearly: {refused.stderr.strip()[-300:]}")
+                reinstalled = dev_command("tuf", "install", rotation["payload"], env=box.host_env)
+                if reinstalled.returncode != 0:
+                    report.failure(f"trial {trial}: re-installing the rotation exited "
+                                   f"{reinstalled.returncode}: {reinstalled.stderr.strip()[-300:]}")
+                    continue
             recovered = dev_command("tuf", "recover", env=box.host_env)
             if recovered.returncode != 0:
                 report.failure(f"trial {trial}: tuf recover exited {recovered.returncode}: "
@@ -128,6 +147,18 @@ def _publish_rounds(box: Sandbox, engine: Engine, expected: dict, label: str,
             session.commit()
             manager.publish()
     return names
+
+
+def _rotate(box: Sandbox, engine: Engine, name: str) -> dict:
+    """Install a next root and targets trusting a new online key, and configure its signer."""
+    with Session(engine) as session:
+        rotation = prepare_rotation(session, box, name)
+        payload = ceremony.Payload.from_file(rotation["payload"])
+        both = tuple(f"{keyid}=file2:{box.keyring[keyid]}" for keyid in rotation["rotating"])
+        box.manager(session).install(payload.role_bytes("root"), payload.role_bytes("targets"), both)
+    new = rotation["rotating"][-1]
+    box.online_signers = f"{new}=file2:{box.keyring[new]}"
+    return rotation
 
 
 def _backup(box: Sandbox, engine: Engine, backup) -> None:
