@@ -24,16 +24,16 @@ from typing import Any
 
 import click
 from sqlalchemy import create_engine, func, select, text
-from tuf.api.metadata import Metadata
 from sqlalchemy.orm import Session
+from tuf.api.metadata import Metadata
 
 from dev.models import Base as HostBase
 from tests.tufclient import Client
+from warehouse_tuf import ceremony, signing
 from warehouse_tuf.migrations import upgrade
 from warehouse_tuf.models import PendingChange, RoleVersion, Target
 from warehouse_tuf.services import TUFManager
 from warehouse_tuf.settings import TUFSettings, describe
-from warehouse_tuf import ceremony, signing
 from warehouse_tuf.storage import LocalStorage
 
 POSTGRES_URL = os.environ.get("TUF_SOAK_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -89,7 +89,8 @@ class Report:
     def emit(self, as_json: bool) -> None:
         for problem in self.problems[:50]:
             click.echo(problem, err=True)
-        size = f"{self.trials} trials" if self.trials else f"{self.uploads} uploads"
+        size = ", ".join(f"{count} {name}" for name, count in
+                         (("trials", self.trials), ("uploads", self.uploads)) if count) or "0 trials"
         summary = (f"soak {self.scenario}: {size}, {self.checks} checks, {self.failures} failures, "
                    f"{self.discrepancies} discrepancies in {self.seconds:.1f}s")
         if as_json:
