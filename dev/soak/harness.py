@@ -255,7 +255,12 @@ class VersionLog:
     def observe(self, metadata: Path, report: Report) -> None:
         report.checks += 1
         for path in metadata.iterdir() if metadata.is_dir() else ():
-            stat = path.stat()
+            if path.name.startswith(".tmp-"):
+                continue  # a write in progress: seen once renamed into place
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue  # renamed or deleted since the listing
             identity = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
             if self.stats.get(path.name) == identity:
                 continue  # unchanged since it was last read (a rewrite is a new inode)
