@@ -9,7 +9,6 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -22,6 +21,7 @@ from tuf.ngclient import Updater, UpdaterConfig
 
 from dev.app import configure, initialize
 from dev.models import File, Project, Release, file_path, normalize_name
+from tests.tufclient import client_folders
 from warehouse_tuf.models import PendingChange
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -159,8 +159,7 @@ class HTTPClient:
 
     def __init__(self, base: str) -> None:
         self.base = base
-        self.cache = Path(tempfile.mkdtemp(prefix="tuf-http-client-"))
-        self.downloads = Path(tempfile.mkdtemp(prefix="tuf-http-downloads-"))
+        self.cache, self.downloads = client_folders(self, "tuf-http")
         status, root, _ = http_get(f"{base}/tuf/metadata/1.root.json")
         assert status == 200, f"no 1.root.json at {base}/tuf/metadata/"
         self._bootstrap: bytes | None = root

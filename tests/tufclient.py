@@ -6,7 +6,9 @@ over HTTP, returning 404 for what is missing, so tests need no server.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,12 +37,20 @@ class LocalFetcher(FetcherInterface):
         raise DownloadHTTPError(f"not found: {url}", 404)
 
 
+def client_folders(owner: object, prefix: str) -> tuple[Path, Path]:
+    """A cache and a download folder, removed when ``owner`` is garbage collected."""
+    cache = Path(tempfile.mkdtemp(prefix=f"{prefix}-client-"))
+    downloads = Path(tempfile.mkdtemp(prefix=f"{prefix}-downloads-"))
+    for folder in (cache, downloads):
+        weakref.finalize(owner, shutil.rmtree, folder, True)
+    return cache, downloads
+
+
 class Client:
     """One user's client: it trusts whatever its last refresh accepted."""
 
     def __init__(self, metadata: Path, targets: Path | None = None, simple: Path | None = None) -> None:
-        self.cache = Path(tempfile.mkdtemp(prefix="tuf-client-"))
-        self.downloads = Path(tempfile.mkdtemp(prefix="tuf-downloads-"))
+        self.cache, self.downloads = client_folders(self, "tuf")
         roots = {METADATA_URL: metadata}
         if targets is not None:
             roots[TARGETS_URL] = targets
