@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import click
 
@@ -23,6 +23,8 @@ from warehouse_tuf.models import utcnow
 from warehouse_tuf.services import RepositoryError
 from warehouse_tuf.settings import ConfigurationError, parse_duration
 from warehouse_tuf.signing import SigningError
+
+T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -40,6 +42,15 @@ def service(config: Any) -> Iterator[ITUFService]:
 def _fail(exc: Exception) -> None:
     click.echo(f"error: {exc}", err=True)
     sys.exit(1)
+
+
+def _call(config: Any, operation: Callable[[ITUFService], T]) -> T:
+    """``operation(service)``; a repository, setting or signer problem is a one-line error."""
+    try:
+        with service(config) as tuf_service:
+            return operation(tuf_service)
+    except (RepositoryError, ConfigurationError, SigningError) as exc:
+        _fail(exc)
 
 
 @click.group()
@@ -96,11 +107,7 @@ def status(config: Any, as_json: bool) -> None:
 @click.pass_obj
 def publish(config: Any) -> None:
     """Publish every pending change now."""
-    try:
-        with service(config) as tuf_service:
-            result = tuf_service.publish()
-    except (RepositoryError, ConfigurationError) as exc:
-        _fail(exc)
+    result = _call(config, lambda tuf_service: tuf_service.publish())
     if result.published:
         click.echo(f"published {result.changes} change(s) in {len(result.bins)} bin(s): "
                    f"snapshot {result.snapshot_version}, timestamp {result.timestamp_version}")
@@ -112,11 +119,7 @@ def publish(config: Any) -> None:
 @click.pass_obj
 def refresh(config: Any) -> None:
     """Re-sign the online roles that expire within the refresh window."""
-    try:
-        with service(config) as tuf_service:
-            result = tuf_service.refresh()
-    except (RepositoryError, ConfigurationError) as exc:
-        _fail(exc)
+    result = _call(config, lambda tuf_service: tuf_service.refresh())
     if result.published:
         click.echo(f"re-signed {len(result.bins)} bin(s): snapshot {result.snapshot_version}, "
                    f"timestamp {result.timestamp_version}")
@@ -132,11 +135,7 @@ def recover(config: Any) -> None:
     Changes committed after the backup are not re-queued; record them again
     (e.g. by backfill), then publish.
     """
-    try:
-        with service(config) as tuf_service:
-            result = tuf_service.recover()
-    except (RepositoryError, ConfigurationError) as exc:
-        _fail(exc)
+    result = _call(config, lambda tuf_service: tuf_service.recover())
     click.echo(f"storage publishes timestamp {result.timestamp_version}, snapshot "
                f"{result.snapshot_version}; the next publish re-signs {result.roles} role(s) "
                "under newer versions. Record changes made after the backup again, then publish.")
@@ -146,11 +145,7 @@ def recover(config: Any) -> None:
 @click.pass_obj
 def bootstrap_dev(config: Any) -> None:
     """Bootstrap with generated development keys (refused in production)."""
-    try:
-        with service(config) as tuf_service:
-            result = tuf_service.bootstrap_development()
-    except (RepositoryError, ConfigurationError) as exc:
-        _fail(exc)
+    result = _call(config, lambda tuf_service: tuf_service.bootstrap_development())
     click.echo(f"bootstrapped {len(result.bins)} bins with INSECURE development keys")
 
 
@@ -175,11 +170,8 @@ def backfill(config: Any, batch_files: int, batch_bins: int) -> None:
         shown["bar"].update(done - shown["bar"].pos)
 
     try:
-        with service(config) as tuf_service:
-            result = tuf_service.backfill(batch_files=batch_files, batch_bins=batch_bins,
-                                          progress=progress)
-    except (RepositoryError, ConfigurationError, SigningError) as exc:
-        _fail(exc)
+        result = _call(config, lambda tuf_service: tuf_service.backfill(
+            batch_files=batch_files, batch_bins=batch_bins, progress=progress))
     finally:
         if shown:
             shown["bar"].render_finish()
@@ -496,11 +488,7 @@ def verify_repository(metadata_url, root_file, targets_url, simple_url, sample, 
 @click.pass_obj
 def gc(config: Any, dry_run: bool) -> None:
     """Delete metadata versions outside the retention window (tuf.retention); never a root."""
-    try:
-        with service(config) as tuf_service:
-            result = tuf_service.gc(dry_run=dry_run)
-    except (RepositoryError, ConfigurationError) as exc:
-        _fail(exc)
+    result = _call(config, lambda tuf_service: tuf_service.gc(dry_run=dry_run))
     for name in result.deleted:
         click.echo(f"{'would delete' if dry_run else 'deleted'} {name}")
     click.echo(f"{len(result.deleted)} version(s) {'to delete' if dry_run else 'deleted'}, "
