@@ -447,7 +447,7 @@ class TUFManager:
         for name, md in roles.items():
             stored = f"{md.signed.version}.{name}.json"
             data = root_bytes if name == "root" else targets_bytes
-            if self.storage.exists(stored) and self.storage.get(stored) != data:
+            if self._stored_bytes(stored) not in (None, data):
                 problems.append(f"storage already publishes {stored} with other bytes")
         if problems:
             raise InstallError(problems[0])
@@ -467,10 +467,7 @@ class TUFManager:
             return False
         roles = [("root", payload.root, root_bytes), ("targets", payload.targets, targets_bytes)]
         for name, md, data in roles:
-            if md is not None and not (
-                self.storage.exists(f"{md.signed.version}.{name}.json")
-                and self.storage.get(f"{md.signed.version}.{name}.json") == data
-            ):
+            if md is not None and self._stored_bytes(f"{md.signed.version}.{name}.json") != data:
                 return False
         now = utcnow()
         for name, md, data in roles:
@@ -481,6 +478,13 @@ class TUFManager:
         log.warning("tuf install: re-installed published root %d / targets %d after a restore",
                     rows["root"].version, rows["targets"].version)
         return True
+
+    def _stored_bytes(self, name: str) -> bytes | None:
+        """What storage holds under ``name``, None when nothing."""
+        try:
+            return self.storage.get(name)
+        except FileNotFoundError:
+            return None
 
     def _rotation_signers(
         self, uris: tuple[str, ...], old: signing.OnlineKeys, new: signing.OnlineKeys,
@@ -711,10 +715,8 @@ class TUFManager:
         return versions
 
     def _stored_timestamp_version(self) -> int | None:
-        try:
-            return int(json.loads(self.storage.get("timestamp.json"))["signed"]["version"])
-        except FileNotFoundError:
-            return None
+        data = self._stored_bytes("timestamp.json")
+        return None if data is None else int(json.loads(data)["signed"]["version"])
 
     def _check_storage_not_ahead(self, timestamp: RoleVersion) -> None:
         stored = self._stored_timestamp_version()
