@@ -15,6 +15,19 @@ from sqlalchemy.engine import Connection, Engine
 VERSION_TABLE = "warehouse_tuf_alembic_version"
 
 
+def include_name(name: str | None, type_: str, parent_names: dict) -> bool:
+    """An ``include_name`` hook for the *host's* alembic environment.
+
+    Warehouse's ``warehouse db revision --autogenerate`` and ``warehouse db check``
+    compare the whole database with Warehouse's models, so they would propose
+    dropping the extension's tables. Passing this hook to the host's
+    ``context.configure(include_name=...)`` makes them leave these tables alone.
+    """
+    from warehouse_tuf.models import metadata
+
+    return not (type_ == "table" and (name in metadata.tables or name == VERSION_TABLE))
+
+
 def alembic_config(bind: Engine | Connection | str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).parent))
