@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import event, select
 from sqlalchemy.orm import ORMExecuteState, Session
 
-from warehouse_tuf import tasks
+from warehouse_tuf import pending, tasks
 from warehouse_tuf.interfaces import IMetadataStorage, ITUFService
 from warehouse_tuf.services import TUFManager
 from warehouse_tuf.settings import TUFSettings
@@ -25,58 +25,47 @@ log = logging.getLogger("warehouse_tuf")
 PENDING_KEY = "warehouse_tuf.pending"
 
 
-def _manager(config: Any, session: Session) -> TUFManager:
-    registry = config.registry
-    return TUFManager(
-        session, registry["tuf.settings"],
-        registry["tuf.storage"], registry["tuf.simple_storage"],
-        renderer=registry["tuf.renderer"],
-    )
+def record_removals(config: Any, session: Session, flush_context: Any, instances: Any) -> None:
+    """``before_flush``: deleted files, releases and projects, read while their rows still exist.
 
-
-def record_index_changes(config: Any, session: Session, flush_context: Any, instances: Any) -> None:
-    """``before_flush``: record the target changes of this flush, in its transaction."""
+    Projects and releases are recorded as such: their files may go by database
+    cascade, with no ORM delete event of their own.
+    """
     Project, Release, File = config.registry["tuf.models"]
-    changed = [o for o in (*session.new, *session.deleted, *session.dirty)
-               if isinstance(o, (Project, Release, File))]
-    if not changed:
-        return
-    manager = _manager(config, session)
-    pages: dict[str, None] = {}
-    for obj in session.new:
-        if isinstance(obj, File):
-            release = obj.release or session.get(Release, obj.release_id)
-            project = release.project.normalized_name
-            manager.record_target(obj.path, obj.size, file_hashes(obj),
-                                  project=project, release=release.version)
-            pages[project] = None
-        elif isinstance(obj, Release):
-            project = obj.project or session.get(Project, obj.project_id)
-            pages[project.normalized_name] = None
-        elif isinstance(obj, Project):
-            pages[obj.normalized_name] = None
+    rows = []
     for obj in session.deleted:
         if isinstance(obj, File):
-            manager.record_removal(obj.path)
-            pages[obj.release.project.normalized_name] = None
+            rows.append(pending.target_removed(obj.path))
         elif isinstance(obj, Release):
-            project = obj.project.normalized_name
-            # Its files may go by database cascade, without ORM delete events.
-            manager.record_release_removal(project, obj.version)
-            pages[project] = None
+            rows.append(pending.release_removed(obj.project.normalized_name, obj.version))
         elif isinstance(obj, Project):
-            manager.record_project_removal(obj.normalized_name)
-            pages.pop(obj.normalized_name, None)
-    for obj in session.dirty:
-        if obj in session.deleted or not session.is_modified(obj, include_collections=False):
-            continue
-        if isinstance(obj, Release):  # yank, unyank, and anything else shown on the page
-            pages[obj.project.normalized_name] = None
-        elif isinstance(obj, Project):
-            pages[obj.normalized_name] = None
-    for project in pages:
-        manager.record_pages_changed(project)
-    session.info[PENDING_KEY] = True
+            rows.append(pending.project_removed(obj.normalized_name))
+    _record(session, rows)
+
+
+def record_additions(config: Any, session: Session, flush_context: Any) -> None:
+    """``after_flush``: new files and new journal entries, now that the database has named them.
+
+    A new project's ``normalized_name`` is computed by the database, so it is
+    read after the flush. Every change Warehouse shows on ``/simple/<name>/``
+    writes a journal entry (and moves the serial the page shows), so the pages
+    are re-signed for each project named by a new journal entry.
+    """
+    Project, Release, File = config.registry["tuf.models"]
+    Journal = config.registry["tuf.journal_model"]
+    algorithms = config.registry["tuf.settings"].hash_algorithms
+    rows, projects = [], {}
+    for obj in session.new:
+        if isinstance(obj, File):
+            release = obj.release
+            rows.append(pending.target_added(
+                obj.path, obj.size, file_hashes(obj), algorithms,
+                project=release.project.normalized_name, release=release.version,
+            ))
+        elif isinstance(obj, Journal) and obj.name:
+            projects[pending.normalize_project_name(obj.name)] = None
+    rows.extend(pending.pages_changed(project) for project in projects)
+    _record(session, rows)
 
 
 def record_bulk_deletes(config: Any, state: ORMExecuteState) -> None:
@@ -89,26 +78,29 @@ def record_bulk_deletes(config: Any, state: ORMExecuteState) -> None:
         return
     where = state.statement.whereclause
     session = state.session
-    manager = _manager(config, session)
+    rows = []
     if model is Project:
         names = session.execute(_where(select(Project.normalized_name), where)).scalars().all()
-        for name in names:
-            manager.record_project_removal(name)
+        rows.extend(pending.project_removed(name) for name in names)
     elif model is Release:
         query = select(Project.normalized_name, Release.version).join(Release.project)
         for name, version in session.execute(_where(query, where)).all():
-            manager.record_release_removal(name, version)
-            manager.record_pages_changed(name)
+            rows += [pending.release_removed(name, version), pending.pages_changed(name)]
     else:
         query = select(File.path, Project.normalized_name).join(File.release).join(Release.project)
         for path, name in session.execute(_where(query, where)).all():
-            manager.record_removal(path)
-            manager.record_pages_changed(name)
-    session.info[PENDING_KEY] = True
+            rows += [pending.target_removed(path), pending.pages_changed(name)]
+    _record(session, rows)
 
 
 def _where(query: Any, where: Any) -> Any:
     return query if where is None else query.where(where)
+
+
+def _record(session: Session, rows: list[pending.Row]) -> None:
+    if rows:
+        pending.record(session.connection(), rows)
+        session.info[PENDING_KEY] = True
 
 
 def queue_publish(config: Any, session: Session) -> None:
@@ -144,6 +136,7 @@ def includeme(config: Any) -> None:
     registry["tuf.models"] = tuple(
         config.maybe_dotted(settings.models[name]) for name in ("project", "release", "file")
     )
+    registry["tuf.journal_model"] = config.maybe_dotted(settings.models["journal"])
     config.register_service(registry["tuf.storage"], IMetadataStorage, name="tuf.metadata")
     config.register_service(registry["tuf.simple_storage"], IMetadataStorage, name="tuf.simple")
     config.register_service_factory(TUFManager.create_service, ITUFService)
@@ -156,7 +149,8 @@ def includeme(config: Any) -> None:
     if settings.enabled:
         session_class = config.maybe_dotted(config.get_settings().get("tuf.session_class", "warehouse.db.Session"))
         listeners = (
-            ("before_flush", record_index_changes),
+            ("before_flush", record_removals),
+            ("after_flush", record_additions),
             ("do_orm_execute", record_bulk_deletes),
             ("after_commit", queue_publish),
             ("after_rollback", forget_pending),

@@ -70,7 +70,8 @@ def upgrade(config: Any) -> None:
     from warehouse_tuf.migrations import upgrade as upgrade_tables
 
     with service(config) as tuf_service:
-        upgrade_tables(tuf_service.db.get_bind())
+        # Its own connection and transaction: the scripting request's is never committed.
+        upgrade_tables(tuf_service.engine)
     click.echo("warehouse-tuf tables are up to date")
 
 

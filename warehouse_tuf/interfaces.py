@@ -1,10 +1,12 @@
 """The extension's service interfaces, in Warehouse's ``create_service`` style."""
 
-from zope.interface import Interface
+from zope.interface import Attribute, Interface
 
 
 class ITUFService(Interface):
     """The PEP 458 repository: records target changes, publishes signed metadata."""
+
+    engine = Attribute("The database Engine the repository opens its own connections on.")
 
     def create_service(context, request):
         """Create the service for the given context and request."""

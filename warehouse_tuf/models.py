@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     TypeDecorator,
 )
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 metadata = MetaData(
@@ -34,6 +35,15 @@ metadata = MetaData(
 
 #: Longest accepted target path, in UTF-8 bytes (keeps it indexable everywhere).
 MAX_TARGET_PATH_BYTES = 1024
+
+
+def engine_of(bind: Engine | Connection) -> Engine:
+    """The Engine behind a session's bind.
+
+    Warehouse binds ``request.db`` to a Connection, the development host and
+    tests to an Engine; the extension opens (and commits) its own connections.
+    """
+    return bind.engine if isinstance(bind, Connection) else bind
 
 
 def utcnow() -> datetime.datetime:

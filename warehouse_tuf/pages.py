@@ -9,26 +9,42 @@ names, so they must be exactly what the index serves for that project.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
+
+from pyramid.httpexceptions import HTTPException
+from pyramid.request import Request
 
 from warehouse_tuf.targets import SimplePages
 
+#: The ``Accept`` header that selects each form of the page (PEP 691).
+PAGE_TYPES = {"html": "text/html", "json": "application/vnd.pypi.simple.v1+json"}
 
-def render_warehouse_pages(request: Any, name: str) -> SimplePages | None:
-    """Warehouse's own simple detail page, in both forms.
 
-    Uses Warehouse's ``_simple_detail`` context, its ``api/simple/detail.html``
-    template and its PEP 691 JSON renderer, the same way ``warehouse.api.simple``
-    serves them. Warehouse must be importable.
+def render_simple_view(request: Any, name: str) -> SimplePages | None:
+    """The page the host serves at ``/simple/<name>/``, in both forms, from its own view.
+
+    Each form is a subrequest through the host's router (Warehouse's
+    ``api.simple.detail`` view, its template, its JSON renderer), without the
+    tweens: what it answers is what ``/simple/<name>/`` serves, by construction,
+    on any version of the host. The request's host is ``warehouse.domain``
+    when set, as the public page's links are built for it.
     """
-    from pyramid.renderers import render
-    from sqlalchemy import select
-    from warehouse.packaging.models import Project
-    from warehouse.packaging.utils import _simple_detail
-
-    project = request.db.scalars(select(Project).where(Project.normalized_name == name)).first()
-    if project is None:
-        return None
-    context = _simple_detail(project, request)
-    html = render("templates/api/simple/detail.html", context, request=request)
-    json_page = render("json", context, request=request)
-    return SimplePages(html=html.encode("utf-8"), json=json_page.encode("utf-8"))
+    settings = request.registry.settings
+    domain = settings.get("warehouse.domain")
+    pages = {}
+    for form, accept in PAGE_TYPES.items():
+        subrequest = Request.blank(
+            f"/simple/{quote(name)}/", headers={"Accept": accept},
+            base_url=f"https://{domain}" if domain else None,
+        )
+        subrequest.registry = request.registry
+        try:
+            response = request.invoke_subrequest(subrequest, use_tweens=False)
+        except HTTPException as exc:  # without the tweens, a 404 arrives raised
+            response = exc
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise RuntimeError(f"/simple/{name}/ answered {response.status} for {accept}")
+        pages[form] = response.body
+    return SimplePages(**pages)

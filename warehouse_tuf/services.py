@@ -40,11 +40,19 @@ from tuf.api.metadata import (
 from tuf.api.serialization.json import JSONSerializer
 from zope.interface import implementer
 
-from warehouse_tuf import canonical, ceremony, signing, targets as targetlib
+from warehouse_tuf import canonical, ceremony, pending, signing, targets as targetlib
 from warehouse_tuf.interfaces import IMetadataStorage, ITUFService
 from warehouse_tuf.locking import LockTimeout, publish_lock
 from warehouse_tuf.metrics import PREFIX as METRICS_PREFIX, NullMetrics, host_metrics, report_run
-from warehouse_tuf.models import ChangeKind, PendingChange, RoleVersion, Target, TargetKind, utcnow
+from warehouse_tuf.models import (
+    ChangeKind,
+    PendingChange,
+    RoleVersion,
+    Target,
+    TargetKind,
+    engine_of,
+    utcnow,
+)
 from warehouse_tuf.settings import TUFSettings
 
 log = logging.getLogger("warehouse_tuf")
@@ -175,10 +183,12 @@ class TUFManager:
         self.dispatch = dispatch
         #: The host's metrics service (Warehouse's IMetricsService shape).
         self.metrics = metrics or NullMetrics()
-        self._engine = db.get_bind()
+        #: The database engine, whatever the host binds its session to (Warehouse: a Connection).
+        self.engine = engine_of(db.get_bind())
         # Publishing commits twice (reservation, then result) around storage
-        # writes, so it runs in sessions of its own, not in the caller's.
-        self._sessions = sessionmaker(bind=self._engine, expire_on_commit=False)
+        # writes, so it runs in sessions of its own, on connections of its own,
+        # never in the caller's transaction.
+        self._sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
         self._serializer = JSONSerializer(compact=True)
 
     @classmethod
@@ -206,30 +216,23 @@ class TUFManager:
         project: str | None = None,
         release: str | None = None,
     ) -> None:
-        path = targetlib.validate_path(path)
-        change = PendingChange(
-            kind=ChangeKind.ADD.value,
-            path=path,
-            length=targetlib.validate_length(path, length),
-            hashes=targetlib.validate_hashes(path, hashes, self.settings.hash_algorithms),
-            project=project,
-            release=release,
-        )
-        self.db.add(change)
+        self._record(pending.target_added(path, length, hashes, self.settings.hash_algorithms,
+                                          project=project, release=release))
 
     def record_removal(self, path: str) -> None:
-        self.db.add(PendingChange(kind=ChangeKind.REMOVE.value, path=targetlib.validate_path(path)))
+        self._record(pending.target_removed(path))
 
     def record_release_removal(self, project: str, release: str) -> None:
-        self.db.add(PendingChange(kind=ChangeKind.REMOVE_RELEASE.value, project=project, release=release))
+        self._record(pending.release_removed(project, release))
 
     def record_project_removal(self, project: str) -> None:
-        targetlib.page_paths(project)
-        self.db.add(PendingChange(kind=ChangeKind.REMOVE_PROJECT.value, project=project))
+        self._record(pending.project_removed(project))
 
     def record_pages_changed(self, project: str) -> None:
-        targetlib.page_paths(project)
-        self.db.add(PendingChange(kind=ChangeKind.RENDER_PAGES.value, project=project))
+        self._record(pending.pages_changed(project))
+
+    def _record(self, row: pending.Row) -> None:
+        pending.record(self.db.connection(), [row])
 
     # -- bootstrap ---------------------------------------------------------------
 
@@ -238,7 +241,7 @@ class TUFManager:
         started = time.monotonic()
         root, targets = self._check_offline_roles(root_bytes, targets_bytes)
         signers = self._online_signers(root.signed, targets.signed)
-        with publish_lock(self._engine, self.settings.lock_timeout), self._sessions() as s:
+        with publish_lock(self.engine, self.settings.lock_timeout), self._sessions() as s:
             if s.scalar(select(func.count()).select_from(RoleVersion)):
                 raise BootstrapError("the repository is already bootstrapped")
             if self.storage.exists("timestamp.json"):
@@ -359,7 +362,7 @@ class TUFManager:
         (it fails closed) and succeeds on its next try.
         """
         started = time.monotonic()
-        with publish_lock(self._engine, self.settings.lock_timeout), self._sessions() as s:
+        with publish_lock(self.engine, self.settings.lock_timeout), self._sessions() as s:
             trusted_root, trusted_targets = self._offline_roles(s)
             rows = {row.name: row for row in s.scalars(select(RoleVersion))}
             payload = self._check_install(trusted_root, trusted_targets, root_bytes, targets_bytes,
@@ -587,7 +590,7 @@ class TUFManager:
         numbers. Changes committed after the backup are not in the restored
         database and are not re-queued: record them again (e.g. by backfill).
         """
-        with publish_lock(self._engine, self.settings.lock_timeout), self._sessions() as s:
+        with publish_lock(self.engine, self.settings.lock_timeout), self._sessions() as s:
             self._offline_roles(s)  # bootstrapped; the signers may trust a root not reinstalled yet
             rows = {row.name: row for row in s.scalars(select(RoleVersion))}
             published = self._published_versions()
@@ -636,7 +639,7 @@ class TUFManager:
     def _run(self, refresh_window: datetime.timedelta | None, wait: bool = True) -> PublishResult:
         started = time.monotonic()
         timeout = self.settings.lock_timeout if wait else datetime.timedelta(0)
-        with publish_lock(self._engine, timeout), self._sessions() as s:
+        with publish_lock(self.engine, timeout), self._sessions() as s:
             root, targets = self._offline_roles(s)
             try:
                 trusted = _Trusted(root, targets, self._online_signers(root.signed, targets.signed))
@@ -824,7 +827,7 @@ class TUFManager:
         self._upsert_targets(s, [row for rows in pages.values() if rows for row in rows])
 
     def _upsert_targets(self, s: Session, rows: list[dict]) -> None:
-        insert = postgresql.insert if self._engine.dialect.name == "postgresql" else sqlite.insert
+        insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
         statement = insert(Target.__table__)
         statement = statement.on_conflict_do_update(
             index_elements=[Target.path],
@@ -928,7 +931,7 @@ class TUFManager:
         falls within the refresh window.
         """
         started = time.monotonic()
-        with publish_lock(self._engine, self.settings.lock_timeout), self._sessions() as s:
+        with publish_lock(self.engine, self.settings.lock_timeout), self._sessions() as s:
             trusted = self._trusted(s)
             rows = {row.name: row for row in s.scalars(select(RoleVersion).where(RoleVersion.bin_index.is_(None)))}
             self._check_storage_not_ahead(rows["timestamp"])
@@ -1068,7 +1071,7 @@ class TUFManager:
                            if self.renderer is not None else 0)
         after = ""
         while True:
-            with publish_lock(self._engine, self.settings.lock_timeout), self._sessions() as s:
+            with publish_lock(self.engine, self.settings.lock_timeout), self._sessions() as s:
                 page = s.execute(self._missing_files(after).limit(batch_files)).all()
                 if not page:
                     break
@@ -1088,7 +1091,7 @@ class TUFManager:
         result.stages["files"] = time.monotonic() - started
         after = ""
         while self.renderer is not None:
-            with publish_lock(self._engine, self.settings.lock_timeout), self._sessions() as s:
+            with publish_lock(self.engine, self.settings.lock_timeout), self._sessions() as s:
                 names = s.scalars(self._missing_pages(after).limit(_CHUNK)).all()
                 if not names:
                     break

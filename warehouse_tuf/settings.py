@@ -62,8 +62,10 @@ def _bin_count(value: str | int) -> int:
     return count
 
 
-def _environment(value: str) -> str:
-    env = str(value).strip().lower()
+def _environment(value: Any) -> str:
+    # Warehouse's ``warehouse.env`` is an ``Environment`` enum member, whose str() is
+    # "Environment.production": take its value.
+    env = str(getattr(value, "value", value)).strip().lower()
     if env not in ("development", "production"):
         raise ValueError(f"{value!r} is neither 'development' nor 'production'")
     return env
@@ -111,8 +113,8 @@ class _Setting:
 
 
 SETTINGS: tuple[_Setting, ...] = (
-    _Setting("tuf.env", "development", _environment,
-             "'production' refuses development keys; defaults to warehouse.env"),
+    _Setting("tuf.env", "production", _environment,
+             "'production' refuses development keys; follows warehouse.env, else production"),
     _Setting("tuf.bin_count", 256, _bin_count, "number of hash bins, a power of two"),
     _Setting("tuf.bin_name_prefix", "bins", str, "bin role names are <prefix>-<hex>"),
     _Setting("tuf.hash_algorithms", "sha256", _hash_algorithms,
@@ -143,7 +145,9 @@ SETTINGS: tuple[_Setting, ...] = (
     _Setting("tuf.models.project", "warehouse.packaging.models.Project", str, "Project model"),
     _Setting("tuf.models.release", "warehouse.packaging.models.Release", str, "Release model"),
     _Setting("tuf.models.file", "warehouse.packaging.models.File", str, "File model"),
-    _Setting("tuf.simple_renderer", "warehouse_tuf.pages.render_warehouse_pages", str,
+    _Setting("tuf.models.journal", "warehouse.packaging.models.JournalEntry", str,
+             "JournalEntry model: a new entry re-signs the pages of the project it names"),
+    _Setting("tuf.simple_renderer", "warehouse_tuf.pages.render_simple_view", str,
              "callable(request, project) -> SimplePages"),
     _Setting("tuf.publish_batch_limit", 200_000, _positive_int,
              "the most pending changes one publish takes"),
@@ -164,7 +168,7 @@ def collect(settings: Mapping[str, Any], environ: Mapping[str, str] | None = Non
     environ = os.environ if environ is None else environ
     merged = dict(settings)
     if "tuf.env" not in merged and "TUF_ENV" not in environ and "warehouse.env" in merged:
-        merged["tuf.env"] = str(merged["warehouse.env"])
+        merged["tuf.env"] = merged["warehouse.env"]
     for setting in SETTINGS:
         if setting.key not in merged and setting.envvar in environ:
             merged[setting.key] = environ[setting.envvar]
@@ -250,7 +254,8 @@ class TUFSettings:
             simple_backend=parsed["tuf.simple.backend"],
             simple_path=parsed["tuf.simple.path"],
             metadata_url=parsed["tuf.metadata_url"],
-            models={name: parsed[f"tuf.models.{name}"] for name in ("project", "release", "file")},
+            models={name: parsed[f"tuf.models.{name}"]
+                    for name in ("project", "release", "file", "journal")},
             simple_renderer=parsed["tuf.simple_renderer"],
             publish_batch_limit=parsed["tuf.publish_batch_limit"],
             lock_timeout=parsed["tuf.lock_timeout"],

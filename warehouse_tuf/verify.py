@@ -19,9 +19,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# First: it makes tuf.ngclient importable under Warehouse's urllib3 1.x.
+from warehouse_tuf.fetcher import StdlibFetcher  # isort: skip
+
 from tuf.api.exceptions import DownloadHTTPError
 from tuf.api.metadata import Metadata, Snapshot, TargetFile, Targets, Timestamp
-from tuf.ngclient import Updater, UpdaterConfig, Urllib3Fetcher
+from tuf.ngclient import Updater, UpdaterConfig
 from tuf.ngclient.fetcher import FetcherInterface
 
 from warehouse_tuf.models import utcnow
@@ -53,7 +56,7 @@ def audit(
 ) -> AuditReport:
     """Audit the repository at ``metadata_url``; ``root`` is the trusted root (else ``1.root.json``)."""
     metadata_url = metadata_url.rstrip("/") + "/"
-    fetcher = fetcher or Urllib3Fetcher(app_user_agent="warehouse-tuf-verify")
+    fetcher = fetcher or StdlibFetcher(app_user_agent="warehouse-tuf-verify")
     report = AuditReport()
     with tempfile.TemporaryDirectory(prefix="tuf-verify-") as work:
         if root is None:
