@@ -54,7 +54,8 @@ def engine(database_url):
 
 
 def make_settings(tmp_path: Path, **overrides) -> TUFSettings:
-    values = {"tuf.dev_keys_path": str(tmp_path / "keys"), "tuf.bin_count": 16, "tuf.simple_renderer": ""}
+    values = {"tuf.env": "development", "tuf.dev_keys_path": str(tmp_path / "keys"),
+              "tuf.bin_count": 16, "tuf.simple_renderer": ""}
     values.update(overrides)
     return TUFSettings.from_settings(values, environ={})
 
@@ -94,7 +95,8 @@ def repo(manager):
 
 
 def make_configurator(engine, tmp_path: Path, **overrides):
-    """A minimal host for the ``tuf`` CLI: pyramid_services, ``request.db``, a Celery app.
+    """A minimal host for the ``tuf`` CLI: pyramid_services, ``request.db`` (bound to a
+    Connection, as in Warehouse), a Celery app.
 
     The host's session listeners are off (``tuf.enabled = false``): CLI tests
     record changes through the manager.
@@ -103,11 +105,11 @@ def make_configurator(engine, tmp_path: Path, **overrides):
     from pyramid.config import Configurator
 
     settings = {
-        "tuf.enabled": "false", "tuf.bin_count": 16, "tuf.simple_renderer": "",
+        "tuf.env": "development", "tuf.enabled": "false", "tuf.bin_count": 16, "tuf.simple_renderer": "",
         "tuf.dev_keys_path": str(tmp_path / "keys"),
         "tuf.storage.path": str(tmp_path / "metadata"), "tuf.simple.path": str(tmp_path / "simple"),
         "tuf.models.project": "dev.models.Project", "tuf.models.release": "dev.models.Release",
-        "tuf.models.file": "dev.models.File",
+        "tuf.models.file": "dev.models.File", "tuf.models.journal": "dev.models.JournalEntry",
     }
     settings.update(overrides)
     config = Configurator(settings=settings)
@@ -115,8 +117,15 @@ def make_configurator(engine, tmp_path: Path, **overrides):
     config.registry["celery.app"] = Celery(set_as_current=False)
 
     def db(request):
-        session = Session(engine)
-        request.add_finished_callback(lambda request: session.close())
+        # Bound to a Connection, as Warehouse binds request.db (warehouse/db.py).
+        connection = engine.connect()
+        session = Session(bind=connection)
+
+        def close(request):
+            session.close()
+            connection.close()
+
+        request.add_finished_callback(close)
         return session
 
     config.add_request_method(db, "db", reify=True)
