@@ -6,30 +6,35 @@ repository with the development keys in ``dev/keys`` when it is not yet.
 
 Settings (given to ``configure`` or from the environment; given ones win):
 
-==================  =======================  ==================================================
-setting             environment              default
-==================  =======================  ==================================================
-``dev.mode``        ``TUF_DEV_MODE``         ``embedded`` (SQLite, tasks in process) or
-                                             ``distributed`` (PostgreSQL, Redis, workers, beat)
-``dev.data``        ``TUF_DEV_DATA``         ``.dev-data``: database (embedded), files, metadata
-``dev.username``    ``TUF_DEV_USERNAME``     ``tuf-dev``: the one account for uploads/deletes
-``dev.password``    ``TUF_DEV_PASSWORD``     ``tuf-dev``
-``database.url``    ``TUF_DEV_DATABASE_URL`` embedded: ``sqlite:///<data>/index.sqlite``;
-                                             distributed: ``postgresql+psycopg://postgres@
-                                             127.0.0.1:5432/warehouse_tuf_dev``
-``celery.broker_url`` ``TUF_DEV_BROKER_URL`` distributed: ``redis://127.0.0.1:6379/10``
-``files.path``      ``TUF_DEV_FILES_PATH``   ``<data>/packages``: distribution files
-==================  =======================  ==================================================
+========================  =========================  ====================================================
+setting                   environment                default
+========================  =========================  ====================================================
+``dev.mode``              ``TUF_DEV_MODE``           ``embedded`` (SQLite, tasks in process) or
+                                                     ``distributed`` (PostgreSQL, Redis, workers, beat)
+``dev.data``              ``TUF_DEV_DATA``           ``.dev-data``: database (embedded), files, metadata
+``dev.username``          ``TUF_DEV_USERNAME``       ``tuf-dev``: the one account for uploads/deletes
+``dev.password``          ``TUF_DEV_PASSWORD``       ``tuf-dev``
+``database.url``          ``TUF_DEV_DATABASE_URL``   embedded: ``sqlite:///<data>/index.sqlite``;
+                                                     distributed: ``postgresql+psycopg://postgres@
+                                                     127.0.0.1:5432/warehouse_tuf_dev``
+``celery.broker_url``     ``TUF_DEV_BROKER_URL``     distributed: ``redis://127.0.0.1:6379/10``
+``files.path``            ``TUF_DEV_FILES_PATH``     ``<data>/packages``: distribution files, served
+``archive_files.path``    ``TUF_DEV_ARCHIVE_PATH``   ``<data>/archive``: where uploads are stored first
+``warehouse.env``         (none)                     ``Environment.development``: an enum member, as
+                                                     Warehouse's (a string given is converted)
+========================  =========================  ====================================================
 
 and every ``tuf.*`` setting of the extension (``TUF_*``), whose defaults here
-are: metadata in ``<data>/tuf-metadata``, hash-prefixed pages in
-``<data>/tuf-simple``, the models of :mod:`dev.models`, the renderer
-:func:`dev.simple.render_simple_pages`, the keys in ``dev/keys`` (INSECURE),
-and this app's own session class.
+are: ``tuf.env`` = ``warehouse.env``'s value, metadata in ``<data>/tuf-metadata``,
+hash-prefixed pages in ``<data>/tuf-simple``, the models of :mod:`dev.models`
+(``JournalEntry`` included), the keys in ``dev/keys`` (INSECURE), and this
+app's own session class. Pages are rendered by the extension's default
+renderer, through this app's own ``/simple/<name>/`` view.
 """
 
 from __future__ import annotations
 
+import enum
 import os
 from pathlib import Path
 from typing import Any
@@ -38,8 +43,9 @@ import transaction
 import zope.sqlalchemy
 from pyramid.config import Configurator
 from pyramid.scripting import prepare
-from sqlalchemy import create_engine, event
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy import Integer, cast, create_engine, event, func, select
+from sqlalchemy.dialects.postgresql import REGCLASS
+from sqlalchemy.orm import Session, sessionmaker
 
 from warehouse_tuf.interfaces import ITUFService
 from warehouse_tuf.migrations import upgrade
@@ -47,6 +53,15 @@ from warehouse_tuf.settings import describe
 from warehouse_tuf.storage import LocalStorage
 
 DEV_KEYS_PATH = Path(__file__).parent / "keys"
+
+
+class Environment(str, enum.Enum):
+    """``warehouse.env``: an enum member, as Warehouse's ``warehouse.config.Environment``."""
+
+    production = "production"
+    development = "development"
+
+
 MODES = ("embedded", "distributed")
 
 _HOST_SETTINGS = (
@@ -58,8 +73,13 @@ _HOST_SETTINGS = (
     ("database.url", "TUF_DEV_DATABASE_URL", None),
     ("celery.broker_url", "TUF_DEV_BROKER_URL", "redis://127.0.0.1:6379/10"),
     ("files.path", "TUF_DEV_FILES_PATH", None),
+    ("archive_files.path", "TUF_DEV_ARCHIVE_PATH", None),
 )
 _TUF_ENVVARS = {key: envvar for key, envvar, _, _ in describe()}
+
+
+def _tuf_envvar(key: str) -> str:
+    return _TUF_ENVVARS.get(key) or "TUF_" + key.removeprefix("tuf.").replace(".", "_").upper()
 
 
 def _resolve_settings(given: dict[str, Any], environ: Any) -> dict[str, Any]:
@@ -75,23 +95,27 @@ def _resolve_settings(given: dict[str, Any], environ: Any) -> dict[str, Any]:
     data.mkdir(parents=True, exist_ok=True)
     settings["dev.data"] = str(data)
     settings.setdefault("files.path", str(data / "packages"))
+    settings.setdefault("archive_files.path", str(data / "archive"))
+    settings["warehouse.env"] = Environment(settings.get("warehouse.env", Environment.development))
     settings.setdefault(
         "database.url",
         f"sqlite:///{data / 'index.sqlite'}" if settings["dev.mode"] == "embedded"
         else "postgresql+psycopg://postgres@127.0.0.1:5432/warehouse_tuf_dev",
     )
     tuf_defaults = {
+        # Explicit: the extension defaults to production when neither is set.
+        "tuf.env": settings["warehouse.env"].value,
         "tuf.storage.path": str(data / "tuf-metadata"),
         "tuf.simple.path": str(data / "tuf-simple"),
         "tuf.dev_keys_path": str(DEV_KEYS_PATH),
         "tuf.models.project": "dev.models.Project",
         "tuf.models.release": "dev.models.Release",
         "tuf.models.file": "dev.models.File",
-        "tuf.simple_renderer": "dev.simple.render_simple_pages",
+        "tuf.models.journal": "dev.models.JournalEntry",
     }
     for key, value in tuf_defaults.items():
         # The environment must still be able to override these (the extension reads it).
-        if key not in settings and _TUF_ENVVARS[key] not in environ:
+        if key not in settings and _tuf_envvar(key) not in environ:
             settings[key] = value
     # Tasks use "tm.manager_hook" requests like Warehouse: one transaction manager per request.
     settings.setdefault("tm.manager_hook", lambda request: transaction.TransactionManager())
@@ -106,7 +130,12 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
 
 
 def _include_db(config: Configurator) -> None:
-    """``request.db``: a session joined to ``request.tm``, as Warehouse's ``warehouse.db``."""
+    """``request.db``: a session on its own Connection, joined to ``request.tm``.
+
+    As Warehouse's ``warehouse.db``: the session is bound to a Connection taken
+    from the engine (not to the engine), registered with zope.sqlalchemy, and
+    closed with its connection when the request finishes.
+    """
     url = config.get_settings()["database.url"]
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 60})
@@ -116,12 +145,37 @@ def _include_db(config: Configurator) -> None:
     config.registry["sqlalchemy.engine"] = engine
 
     def create_session(request: Any) -> Any:
-        session = config.registry["sqlalchemy.sessionmaker"](bind=engine)
+        connection = request.registry["sqlalchemy.engine"].connect()
+        session = request.registry["sqlalchemy.sessionmaker"](bind=connection)
         zope.sqlalchemy.register(session, transaction_manager=request.tm)
-        request.add_finished_callback(lambda _: session.close())
+
+        @request.add_finished_callback
+        def cleanup(request: Any) -> None:
+            session.close()
+            connection.close()
+
         return session
 
     config.add_request_method(create_session, name="db", reify=True)
+
+
+#: Warehouse's second key of the journals lock (``_MONOTONIC_SEQUENCE``).
+_MONOTONIC_SEQUENCE = 42
+
+
+def _ensure_monotonic_journals(session: Session, flush_context: Any, instances: Any) -> None:
+    """Serialize journal inserts on PostgreSQL, as Warehouse's ``ensure_monotonic_journals``.
+
+    ``journals.id`` then grows in commit order: an advisory lock held until the
+    transaction ends, taken before a flush that inserts a journal entry.
+    """
+    from dev.models import JournalEntry
+
+    if session.get_bind().dialect.name != "postgresql":
+        return  # SQLite serializes writers anyway
+    if any(isinstance(obj, JournalEntry) for obj in session.new):
+        table_oid = cast(cast(JournalEntry.__tablename__, REGCLASS), Integer)
+        session.execute(select(func.pg_advisory_xact_lock(table_oid, _MONOTONIC_SEQUENCE)))
 
 
 def configure(settings: dict[str, Any] | None = None) -> Configurator:
@@ -133,11 +187,17 @@ def configure(settings: dict[str, Any] | None = None) -> Configurator:
     settings.setdefault("tuf.session_class", session_class)
     config = Configurator(settings=settings)
     config.registry["sqlalchemy.sessionmaker"] = config.maybe_dotted(settings["tuf.session_class"])
+    if not event.contains(config.registry["sqlalchemy.sessionmaker"], "before_flush",
+                          _ensure_monotonic_journals):
+        event.listen(config.registry["sqlalchemy.sessionmaker"], "before_flush", _ensure_monotonic_journals)
     config.include("pyramid_services")
     config.include("pyramid_tm")
     _include_db(config)
     config.include("dev.tasks")
+    # Uploads go to the archive; sync_file_to_cache copies them to the files storage (served).
+    config.registry["dev.archive"] = LocalStorage(settings["archive_files.path"])
     config.registry["dev.files"] = LocalStorage(settings["files.path"])
+    config.include("dev.rendering")
     config.include("dev.views")
     config.include("warehouse_tuf")  # the one line that enables the extension
     config.commit()

@@ -25,6 +25,7 @@ warehouse-tuf development host ({settings['dev.mode']} mode) on {base}/
 upload:   twine upload --repository-url {base}/legacy/ -u {user} -p {password} dist/*
 install:  pip install --index-url {base}/simple/ <project>
 delete:   curl -u {user}:{password} -X DELETE {base}/manage/project/<project>/release/<version>/
+yank:     curl -u {user}:{password} -d yanked_reason=... {base}/manage/project/<project>/release/<version>/yank/
 metadata: {base}/tuf/metadata/1.root.json (trust anchor), {base}/tuf/metadata/timestamp.json
 verify:   TUF_DEV_DATA={settings['dev.data']} python -m dev tuf status
 """

@@ -1,97 +1,92 @@
-"""The development host's simple pages (PEP 503 HTML, PEP 691 JSON).
+"""The development host's simple pages (PEP 503 HTML, PEP 691 JSON), as Warehouse builds them.
 
-:func:`render_simple_pages` is both what ``/simple/<name>/`` serves and the
-extension's ``tuf.simple_renderer``: the bytes depend on the database only
-(links are relative, nothing depends on the request's host or the time), so
-the page served is byte for byte the page that was signed.
+The views (:mod:`dev.views`) return these contexts to a renderer chosen by
+``Accept`` (:func:`select_content_type`): the ``api/simple/*.html`` templates,
+or the ``json`` renderer (bytes), as ``warehouse.api.simple`` does. The detail
+page's bytes depend on the database only (links are relative, nothing depends
+on the request's host or the time), so the extension renders the signed page
+through that same view (a subrequest) and the page served is the page signed.
 """
 
 from __future__ import annotations
 
-import html
-import json
 from typing import Any
 
+from packaging.version import InvalidVersion, Version
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload
 
 from dev.models import File, Project, Release
-from warehouse_tuf.targets import SimplePages
 
+API_VERSION = "1.1"
 HTML_TYPE = "text/html"
 HTML_V1_TYPE = "application/vnd.pypi.simple.v1+html"
 JSON_V1_TYPE = "application/vnd.pypi.simple.v1+json"
-#: Offers in order of preference when the client has none (plain browsers, old pip).
+#: Offers in Warehouse's order of preference (``_select_content_type``).
 CONTENT_TYPES = (HTML_TYPE, HTML_V1_TYPE, JSON_V1_TYPE)
 
-_HTML_PAGE = """<!DOCTYPE html>
-<html>
-  <head>
-    <meta name="pypi:repository-version" content="1.0">
-    <title>{title}</title>
-  </head>
-  <body>
-    <h1>{title}</h1>
-{links}
-  </body>
-</html>
-"""
+
+def select_content_type(request: Any) -> str:
+    """The first acceptable offer; text/html when none is (Warehouse's ``_select_content_type``)."""
+    offers = request.accept.acceptable_offers(list(CONTENT_TYPES))
+    return offers[0][0] if offers else HTML_TYPE
 
 
-def _json(data: dict) -> bytes:
-    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode("utf-8")
+def _version_key(version: str) -> tuple:
+    # Warehouse sorts with packaging_legacy, where legacy versions come before all others.
+    try:
+        return (1, Version(version))
+    except InvalidVersion:
+        return (0, version)
 
 
-def render_simple_pages(request: Any, name: str) -> SimplePages | None:
-    """The simple detail page of project ``name`` (normalized); None if there is no such project."""
-    project = request.db.scalars(
-        select(Project).where(Project.normalized_name == name)
-        .options(selectinload(Project.releases).selectinload(Release.files))
-    ).first()
-    if project is None:
-        return None
-    files: list[tuple[Release, File]] = sorted(
-        ((release, file) for release in project.releases for file in release.files),
-        key=lambda pair: pair[1].filename,
+def file_url(file: File) -> str:
+    """A distribution's link: relative, so that the page does not depend on the request's host.
+
+    ``/simple/<name>/`` and ``/simple/<name>/<hash>.<name>.html`` are both two
+    levels below the root (Warehouse links to the absolute ``files.url``).
+    """
+    return f"../../packages/{file.path}"
+
+
+def simple_detail_context(project: Project, request: Any) -> dict:
+    """Warehouse's ``_simple_detail``: the context of both forms of the detail page."""
+    files = sorted(
+        request.db.scalars(
+            select(File).options(joinedload(File.release)).join(Release).where(Release.project == project)
+        ).all(),
+        key=lambda f: (_version_key(f.release.version), f.filename),
     )
-    links, entries = [], []
-    for release, file in files:
-        # /simple/<name>/ and /simple/<name>/<hash>.<name>.html are both two levels below the root.
-        url = f"../../packages/{file.path}#sha256={file.sha256_digest}"
-        attributes = [f'href="{html.escape(url)}"']
-        if release.requires_python:
-            attributes.append(f'data-requires-python="{html.escape(release.requires_python)}"')
-        if release.yanked:
-            attributes.append(f'data-yanked="{html.escape(release.yanked_reason)}"')
-        links.append(f"    <a {' '.join(attributes)}>{html.escape(file.filename)}</a><br />")
-        entry = {
-            "filename": file.filename,
-            "url": f"../../packages/{file.path}",
-            "hashes": {"sha256": file.sha256_digest},
-            "yanked": (release.yanked_reason or True) if release.yanked else False,
-        }
-        if release.requires_python:
-            entry["requires-python"] = release.requires_python
-        entries.append(entry)
-    title = html.escape(f"Links for {project.name}")
-    page = _HTML_PAGE.format(title=title, links="\n".join(links))
-    return SimplePages(
-        html=page.encode("utf-8"),
-        json=_json({"meta": {"api-version": "1.0"}, "name": project.normalized_name, "files": entries}),
-    )
+    versions = sorted({f.release.version for f in files}, key=_version_key)
+    return {
+        "meta": {"api-version": API_VERSION, "_last-serial": project.last_serial},
+        "name": project.normalized_name,
+        "versions": versions,
+        "files": [
+            {
+                "filename": file.filename,
+                "url": file_url(file),
+                "hashes": {"sha256": file.sha256_digest},
+                "requires-python": file.release.requires_python or None,
+                "size": file.size,
+                "upload-time": file.upload_time.isoformat() + "Z",
+                "yanked": (file.release.yanked_reason
+                           if file.release.yanked and file.release.yanked_reason
+                           else file.release.yanked),
+                "data-dist-info-metadata": False,
+                "core-metadata": False,
+            }
+            for file in files
+        ],
+    }
 
 
-def render_simple_index(request: Any) -> SimplePages:
-    """``/simple/``: every project (not a TUF target)."""
-    names = list(request.db.execute(
-        select(Project.name, Project.normalized_name).order_by(Project.normalized_name)
-    ))
-    links = "\n".join(
-        f'    <a href="{html.escape(normalized)}/">{html.escape(name)}</a><br />'
-        for name, normalized in names
-    )
-    return SimplePages(
-        html=_HTML_PAGE.format(title="Simple index", links=links).encode("utf-8"),
-        json=_json({"meta": {"api-version": "1.0"},
-                    "projects": [{"name": name} for name, _ in names]}),
-    )
+def simple_index_context(request: Any, serial: int) -> dict:
+    """Warehouse's ``_simple_index``: every project (the index is not a TUF target)."""
+    projects = request.db.execute(
+        select(Project.name, Project.normalized_name, Project.last_serial).order_by(Project.normalized_name)
+    ).all()
+    return {
+        "meta": {"api-version": API_VERSION, "_last-serial": serial},
+        "projects": [{"name": p.name, "_last-serial": p.last_serial} for p in projects],
+    }

@@ -11,6 +11,10 @@ Embedded mode has no broker: tasks run eagerly, on one background thread of
 the host process (:attr:`celery.Celery.embedded_executor`), so that a publish
 never runs inside the upload request; :class:`EmbeddedBeat` stands in for beat.
 Distributed mode sends to Redis, for ``python -m dev worker`` and ``beat``.
+
+The host's own task, :func:`sync_file_to_cache`, copies an upload from the
+archive storage to the files storage, as Warehouse's
+``warehouse.packaging.tasks.sync_file_to_cache`` does.
 """
 
 from __future__ import annotations
@@ -128,6 +132,16 @@ def _add_periodic_task(config: Any, schedule: Any, func: Any, args: Any = (), kw
     config.action(None, add_task, order=100)
 
 
+def sync_file_to_cache(request: Any, file_id: int) -> None:
+    """Copy an uploaded file from the archive storage to the files storage; set ``File.cached``."""
+    from dev.models import File
+
+    file = request.db.get(File, file_id)
+    if file is not None and not file.cached:
+        request.registry["dev.files"].put(file.path, request.registry["dev.archive"].get(file.path))
+        file.cached = True
+
+
 def includeme(config: Any) -> None:
     settings = config.get_settings()
     app = celery.Celery("dev", autofinalize=False, set_as_current=False)
@@ -155,6 +169,9 @@ def includeme(config: Any) -> None:
         app.conf.broker_url = settings["celery.broker_url"]
     app.Task = WarehouseTask
     app.pyramid_config = config
+    app.task(ignore_result=True, acks_late=True,
+             name=app.gen_task_name(sync_file_to_cache.__name__, sync_file_to_cache.__module__),
+             )(sync_file_to_cache)
     config.action(("celery", "finalize"), app.finalize)
     config.registry["celery.app"] = app
 

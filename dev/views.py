@@ -1,7 +1,11 @@
 """The development host's web endpoints, on Warehouse's URLs.
 
-Write endpoints (``/legacy/`` uploads, ``DELETE /manage/...``) take HTTP basic
-auth with the host's one account; everything else is read-only.
+Write endpoints (``/legacy/`` uploads, ``DELETE /manage/...``, ``POST
+/manage/.../yank/``) take HTTP basic auth with the host's one account;
+everything else is read-only. Like Warehouse's views, every change shown on
+``/simple/<name>/`` writes a :class:`~dev.models.JournalEntry` (which moves
+``projects.last_serial``), and an upload is stored in the archive storage, from
+which the ``sync_file_to_cache`` task copies it to the files storage.
 """
 
 from __future__ import annotations
@@ -23,10 +27,17 @@ from pyramid.httpexceptions import (
 )
 from pyramid.response import Response
 from pyramid.view import view_config
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 
-from dev.models import File, Project, Release, file_path, normalize_name
-from dev.simple import CONTENT_TYPES, HTML_TYPE, JSON_V1_TYPE, render_simple_index, render_simple_pages
+from dev.models import File, JournalEntry, Project, Release, file_path, normalize_name
+from dev.simple import (
+    HTML_TYPE,
+    JSON_V1_TYPE,
+    select_content_type,
+    simple_detail_context,
+    simple_index_context,
+)
+from dev.tasks import sync_file_to_cache
 from warehouse_tuf.interfaces import IMetadataStorage
 
 #: Largest accepted upload (PyPI's default limit).
@@ -34,7 +45,8 @@ MAX_UPLOAD_BYTES = 100 * 2**20
 _PROJECT_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,198}[A-Za-z0-9])?$")
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+!_-]{0,63}$")
 _FILETYPES = {"sdist": (".tar.gz", ".zip"), "bdist_wheel": (".whl",)}
-_WRITE_METHODS = ("POST", "DELETE")
+_WRITE_METHODS = {"legacy.upload": "POST", "manage.project": "DELETE", "manage.release": "DELETE",
+                  "manage.file": "DELETE", "manage.release.yank": "POST", "manage.release.unyank": "POST"}
 
 
 def _error(exc_class: type[HTTPException], message: str) -> HTTPException:
@@ -112,11 +124,16 @@ def file_upload(request: Any) -> Response:
         raise _error(HTTPBadRequest, f"File already exists ({existing.filename!r}) with other contents "
                                      "or under another name.")
 
-    project = request.db.scalars(select(Project).where(Project.normalized_name == normalized)).first()
+    project = request.db.scalars(
+        select(Project).where(Project.normalized_name == func.normalize_pep426_name(name))
+    ).first()
     release = None
     if project is None:
-        project = Project(name=name, normalized_name=normalized)
+        # normalized_name is the database's (trigger): None until this flush.
+        project = Project(name=name)
         request.db.add(project)
+        request.db.flush()
+        _journal(request, project, action="create")
     else:
         release = request.db.scalars(
             select(Release).where(Release.project == project, Release.version == version)
@@ -125,16 +142,25 @@ def file_upload(request: Any) -> Response:
         release = Release(project=project, version=version,
                           requires_python=form.get("requires_python", "").strip() or None)
         request.db.add(release)
+        _journal(request, project, version, "new release")
     file = File(
         release=release, filename=filename, path=file_path(digests["blake2_256_digest"], filename),
         size=len(data), packagetype=filetype, python_version=form.get("pyversion", "source"),
         **digests,
     )
     request.db.add(file)
-    request.db.flush()  # the row, and the extension's pending change, exist before the bytes
+    _journal(request, project, version, f"add {file.python_version} file {file.filename}")
+    request.db.flush()  # the rows, and the extension's pending changes, exist before the bytes
     # Stored inside the transaction, as Warehouse does: a storage failure rolls the upload back.
-    request.registry["dev.files"].put(file.path, data)
+    request.registry["dev.archive"].put(file.path, data)
+    # As Warehouse: a task copies it to the files storage (sent after commit).
+    request.task(sync_file_to_cache).delay(file.id)
     return HTTPOk(body="OK\n")
+
+
+def _journal(request: Any, project: Project, version: str | None = None, action: str = "") -> None:
+    """A journal entry for a change of ``project``, as Warehouse's views write them."""
+    request.db.add(JournalEntry(name=project.name, version=version, action=action))
 
 
 def _one_or_404(request: Any, statement: Any, message: str) -> Any:
@@ -146,7 +172,7 @@ def _one_or_404(request: Any, statement: Any, message: str) -> Any:
 
 def _project(request: Any) -> Project:
     name = request.matchdict["name"]
-    statement = select(Project).where(Project.normalized_name == normalize_name(name))
+    statement = select(Project).where(Project.normalized_name == func.normalize_pep426_name(name))
     return _one_or_404(request, statement, f"No project {name[:80]!r}.")
 
 
@@ -161,7 +187,9 @@ def _release(request: Any) -> Release:
 def delete_project(request: Any) -> Response:
     _require_auth(request)
     project = _project(request)
+    _journal(request, project, action="remove project")
     request.db.delete(project)  # releases and files go by database cascade
+    request.db.flush()
     return HTTPOk(body=f"deleted project {project.name}\n")
 
 
@@ -169,7 +197,9 @@ def delete_project(request: Any) -> Response:
 def delete_release(request: Any) -> Response:
     _require_auth(request)
     release = _release(request)
+    _journal(request, release.project, release.version, "remove release")
     request.db.delete(release)
+    request.db.flush()
     return HTTPOk(body=f"deleted release {release.version}\n")
 
 
@@ -180,50 +210,84 @@ def delete_file(request: Any) -> Response:
     filename = request.matchdict["filename"]
     statement = select(File).where(File.release == release, File.filename == filename)
     file = _one_or_404(request, statement, f"No file {filename[:80]!r} in release {release.version!r}.")
+    _journal(request, release.project, release.version, f"remove file {file.filename}")
     request.db.delete(file)
+    request.db.flush()
     return HTTPOk(body=f"deleted file {file.filename}\n")
+
+
+@view_config(route_name="manage.release.yank", request_method="POST")
+def yank_release(request: Any) -> Response:
+    """Yank a release (form field ``yanked_reason``, optional), as Warehouse's manage view."""
+    _require_auth(request)
+    release = _release(request)
+    release.yanked = True
+    release.yanked_reason = request.POST.get("yanked_reason", "").strip()[:1000]
+    _journal(request, release.project, release.version, "yank release")
+    request.db.flush()
+    return HTTPOk(body=f"yanked release {release.version}\n")
+
+
+@view_config(route_name="manage.release.unyank", request_method="POST")
+def unyank_release(request: Any) -> Response:
+    _require_auth(request)
+    release = _release(request)
+    release.yanked = False
+    release.yanked_reason = ""
+    _journal(request, release.project, release.version, "unyank release")
+    request.db.flush()
+    return HTTPOk(body=f"unyanked release {release.version}\n")
 
 
 @view_config(route_name="legacy.upload")
 @view_config(route_name="manage.project")
 @view_config(route_name="manage.release")
 @view_config(route_name="manage.file")
+@view_config(route_name="manage.release.yank")
+@view_config(route_name="manage.release.unyank")
 def wrong_method(request: Any) -> Response:
     """Write endpoints answer 403 to the unauthenticated and 405 to other methods."""
     _require_auth(request)
-    return Response(status=405, headers={"Allow": ", ".join(_WRITE_METHODS)})
+    return Response(status=405, headers={"Allow": _WRITE_METHODS[request.matched_route.name]})
 
 
 # -- read-only: simple pages, distributions, TUF metadata ------------------------------
 
 
-def _negotiated(request: Any, pages: Any) -> Response:
-    offers = request.accept.acceptable_offers(CONTENT_TYPES)
-    if not offers:
-        raise _error(HTTPNotFound, "No acceptable content type; use text/html or PEP 691 JSON.")
-    content_type = offers[0][0]
-    body = pages.json if content_type == JSON_V1_TYPE else pages.html
-    response = Response(body=body, content_type=content_type, charset=None)
-    response.vary = ("Accept",)
-    return response
+def _negotiate(request: Any) -> None:
+    """Select the renderer by ``Accept``, as ``warehouse.api.simple`` does."""
+    request.response.content_type = select_content_type(request)
+    if request.response.content_type == JSON_V1_TYPE:
+        request.override_renderer = "json"
+    request.response.vary = ("Accept",)
 
 
-@view_config(route_name="simple.index", request_method=("GET", "HEAD"))
-def simple_index(request: Any) -> Response:
-    return _negotiated(request, render_simple_index(request))
+@view_config(route_name="simple.index", request_method=("GET", "HEAD"), renderer="api/simple/index.html")
+def simple_index(request: Any) -> dict:
+    _negotiate(request)
+    serial = request.db.scalar(select(func.max(JournalEntry.id))) or 0
+    request.response.headers["X-PyPI-Last-Serial"] = str(serial)
+    return simple_index_context(request, serial)
 
 
-@view_config(route_name="simple.detail", request_method=("GET", "HEAD"))
-def simple_detail(request: Any) -> Response:
-    """The project's page, rendered now: the same bytes the publisher signs."""
+@view_config(route_name="simple.detail", request_method=("GET", "HEAD"), renderer="api/simple/detail.html")
+def simple_detail(request: Any) -> Any:
+    """The project's page, rendered now from the database: what the extension signs.
+
+    The extension renders it through a subrequest without tweens: an unknown
+    project raises 404 (as Warehouse's, whose route factory finds no project).
+    """
     name = request.matchdict["name"]
-    normalized = normalize_name(name)
-    if name != normalized:
-        raise HTTPMovedPermanently(location=request.route_path("simple.detail", name=normalized))
-    pages = render_simple_pages(request, normalized)
-    if pages is None:
+    project = request.db.scalars(
+        select(Project).where(Project.normalized_name == func.normalize_pep426_name(name))
+    ).first()
+    if project is None:
         raise _error(HTTPNotFound, f"No project {name[:80]!r}.")
-    return _negotiated(request, pages)
+    if project.normalized_name != name:
+        return HTTPMovedPermanently(location=request.route_path("simple.detail", name=project.normalized_name))
+    _negotiate(request)
+    request.response.headers["X-PyPI-Last-Serial"] = str(project.last_serial)
+    return simple_detail_context(project, request)
 
 
 def _stored(request: Any, storage: Any, name: str, content_type: str) -> Response:
@@ -261,6 +325,8 @@ def includeme(config: Any) -> None:
     config.add_route("manage.project", "/manage/project/{name}/")
     config.add_route("manage.release", "/manage/project/{name}/release/{version}/")
     config.add_route("manage.file", "/manage/project/{name}/release/{version}/file/{filename}")
+    config.add_route("manage.release.yank", "/manage/project/{name}/release/{version}/yank/")
+    config.add_route("manage.release.unyank", "/manage/project/{name}/release/{version}/unyank/")
     config.add_route("simple.index", "/simple/")
     config.add_route("simple.detail", "/simple/{name}/")
     config.add_route("simple.stored", "/simple/{name}/{filename}")

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from tuf.ngclient import Updater, UpdaterConfig
 
 from dev.app import configure, initialize
-from dev.models import File, Project, Release, file_path, normalize_name
+from dev.models import File, JournalEntry, Project, Release, file_path
 from tests.tufclient import client_folders
 from warehouse_tuf.models import PendingChange
 
@@ -47,13 +47,31 @@ def dev_config(data: Path, database_url: str, **settings: Any) -> Any:
     return config
 
 
-def add_file(session: Session, project: str, version: str, filename: str, data: bytes) -> File:
-    """Add a File (with its Project and Release when new), as an upload does; not flushed."""
-    normalized = normalize_name(project)
-    found = session.scalars(select(Project).where(Project.normalized_name == normalized)).first()
-    found = found or Project(name=project, normalized_name=normalized)
+def add_file(session: Session, project: str, version: str, filename: str, data: bytes, *,
+             journal: bool = False) -> File:
+    """Add a File (with its Project and Release when new), as an upload does; not flushed.
+
+    The new Project's ``normalized_name`` is the database's: None until flushed.
+    With ``journal``, also the journal entries the upload view writes ("create",
+    "new release", "add py3 file ..."), which re-sign the project's pages; a new
+    project is then flushed first, as the view does, so that the journals'
+    trigger finds it and moves its ``last_serial``.
+    """
+    found = session.scalars(
+        select(Project).where(Project.normalized_name == func.normalize_pep426_name(project))
+    ).first()
+    if found is None:
+        found = Project(name=project)
+        session.add(found)
+        if journal:
+            session.flush()
+            session.add(JournalEntry(name=project, action="create"))
     release = next((r for r in found.releases if r.version == version), None)
-    release = release or Release(project=found, version=version)
+    if release is None:
+        release = Release(project=found, version=version)
+        session.add(release)
+        if journal:
+            session.add(JournalEntry(name=found.name, version=version, action="new release"))
     blake2 = hashlib.blake2b(data, digest_size=32).hexdigest()
     file = File(
         release=release, filename=filename, path=file_path(blake2, filename), size=len(data),
@@ -61,6 +79,8 @@ def add_file(session: Session, project: str, version: str, filename: str, data: 
         sha256_digest=hashlib.sha256(data).hexdigest(), blake2_256_digest=blake2,
     )
     session.add(file)
+    if journal:
+        session.add(JournalEntry(name=found.name, version=version, action=f"add py3 file {filename}"))
     return file
 
 

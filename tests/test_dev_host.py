@@ -5,18 +5,23 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import func, select
+from pyramid.httpexceptions import HTTPNotFound
+from pyramid.request import Request
+from sqlalchemy import event, func, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from webtest import TestApp
 
+from dev.app import Environment
 from dev.commands import beat, serve, worker
-from dev.models import File
+from dev.models import File, JournalEntry, Project
 from dev.tasks import wait_for_embedded_tasks
 from tests.devhost import PASSWORD, USERNAME, add_file, pending_count, verify_like_a_client
-from warehouse_tuf import record_index_changes
+from warehouse_tuf import record_additions
 from warehouse_tuf.cli import tuf
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()}
@@ -45,6 +50,21 @@ def file_count(config) -> int:
         return session.scalar(select(func.count()).select_from(File))
 
 
+def journal(config) -> list[tuple[str, str | None, str]]:
+    """(name, version, action) of every journal entry, oldest first."""
+    with Session(config.registry["sqlalchemy.engine"]) as session:
+        rows = session.execute(select(JournalEntry.name, JournalEntry.version, JournalEntry.action)
+                               .order_by(JournalEntry.id))
+        return [tuple(row) for row in rows]
+
+
+def last_serial(config, name="demo-pkg") -> int:
+    with Session(config.registry["sqlalchemy.engine"]) as session:
+        serial = session.scalar(select(Project.last_serial).where(Project.normalized_name == name))
+        assert serial == session.scalar(select(func.max(JournalEntry.id)))
+        return serial
+
+
 @pytest.mark.parametrize(("fields", "message"), [
     ({"name": "../etc"}, "Invalid project name"),
     ({"version": "1.0 beta"}, "Invalid version"),
@@ -60,7 +80,7 @@ def test_bad_uploads_get_a_one_line_error_and_change_nothing(app, config, fields
     response = upload(app, status=400, filename=filename, **fields)
     assert message in response.status and "\n" not in response.status
     assert response.text.count("\n") == 1
-    assert (file_count(config), pending_count(config)) == (0, 0)
+    assert (file_count(config), pending_count(config), journal(config)) == (0, 0, [])
 
 
 def test_uploading_the_same_file_twice_is_accepted_once(app, config):
@@ -112,10 +132,13 @@ def test_simple_pages_negotiate_and_redirect_to_the_normalized_name(app, config)
                   "text/html; q=0.01")
     assert app.get("/simple/demo-pkg/", headers={"Accept": pip_accept}).content_type == \
         "application/vnd.pypi.simple.v1+json"
-    app.get("/simple/demo-pkg/", headers={"Accept": "image/png"}, status=404)
+    # No acceptable offer: HTML, as Warehouse's _select_content_type.
+    assert app.get("/simple/demo-pkg/", headers={"Accept": "image/png"}).body == html.body
     index = app.get("/simple/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}).json
-    assert index["projects"] == [{"name": "Demo.Pkg"}]
+    assert index["projects"] == [{"name": "Demo.Pkg", "_last-serial": last_serial(config)}]
+    assert b'<a href="/simple/demo-pkg/">Demo.Pkg</a>' in app.get("/simple/").body
     app.get("/simple/missing/", status=404)
+    app.get("/simple/Missing/", status=404)  # no redirect for a project that does not exist
 
 
 def test_read_only_endpoints_serve_storage_and_refuse_other_names(app, config):
@@ -136,17 +159,150 @@ def test_read_only_endpoints_serve_storage_and_refuse_other_names(app, config):
 
 def test_tuf_cli_publishes_and_renders_pages_on_the_host(config):
     with Session(config.registry["sqlalchemy.engine"]) as session:
-        add_file(session, "Demo", "1.0", "demo-1.0.tar.gz", b"an sdist")
-        record_index_changes(config, session, None, None)  # recorded, never queued
+        # The extension's listener on a plain session: recorded, never queued.
+        event.listen(session, "after_flush", lambda s, context: record_additions(config, s, context))
+        add_file(session, "Demo", "1.0", "demo-1.0.tar.gz", b"an sdist", journal=True)
         session.commit()
     runner = CliRunner()
     result = runner.invoke(tuf, ["publish"], obj=config)
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("published 2 change(s)")
+    assert result.output.startswith("published ") and "change(s)" in result.output
     assert pending_count(config) == 0
-    assert b"demo-1.0.tar.gz" in verify_like_a_client(config, "demo/demo.html", page=True)
+    page = verify_like_a_client(config, "demo/demo.html", page=True)
+    assert b"demo-1.0.tar.gz" in page and f"<!--SERIAL {last_serial(config, 'demo')}-->".encode() in page
     status = runner.invoke(tuf, ["status", "--json"], obj=config)
     assert json.loads(status.output)["targets"] == 3
+
+
+# -- Warehouse's facts, which the host follows --------------------------------------
+
+
+def test_request_db_is_a_session_on_a_connection_closed_with_the_request(config):
+    from pyramid.scripting import prepare
+
+    env = prepare(registry=config.registry)
+    session = env["request"].db
+    connection = session.get_bind()
+    assert isinstance(connection, Connection) and not connection.closed
+    assert not hasattr(env["request"], "timings")  # a plain scripting request, as Warehouse's CLI gets
+    env["closer"]()
+    assert connection.closed
+
+
+def test_warehouse_env_is_an_enum_member_and_tuf_env_is_set(config):
+    settings = config.registry.settings
+    assert settings["warehouse.env"] is Environment.development
+    assert settings["tuf.env"] == "development" and config.registry["tuf.settings"].env == "development"
+
+
+def test_uploads_and_changes_write_journal_entries_that_move_the_serial(app, config):
+    upload(app)
+    upload(app, filename="demo.pkg-1.0.tar.gz", data=b"an sdist", filetype="sdist", pyversion="source")
+    upload(app, filename="demo_pkg-2.0-py3-none-any.whl", data=b"wheel 2", version="2.0")
+    assert journal(config) == [
+        ("Demo.Pkg", None, "create"),
+        ("Demo.Pkg", "1.0", "new release"),
+        ("Demo.Pkg", "1.0", "add py3 file demo_pkg-1.0-py3-none-any.whl"),
+        ("Demo.Pkg", "1.0", "add source file demo.pkg-1.0.tar.gz"),
+        ("Demo.Pkg", "2.0", "new release"),
+        ("Demo.Pkg", "2.0", "add py3 file demo_pkg-2.0-py3-none-any.whl"),
+    ]
+    assert last_serial(config) == 6
+    app.post("/manage/project/demo-pkg/release/1.0/yank/", {"yanked_reason": "broken"}, status=403)
+    app.post("/manage/project/demo-pkg/release/1.0/yank/", {"yanked_reason": "broken"}, headers=AUTH)
+    app.post("/manage/project/demo-pkg/release/2.0/yank/", headers=AUTH)
+    app.post("/manage/project/demo-pkg/release/2.0/unyank/", headers=AUTH)
+    app.post("/manage/project/demo-pkg/release/3.0/yank/", headers=AUTH, status=404)
+    app.get("/manage/project/demo-pkg/release/1.0/yank/", headers=AUTH, status=405)
+    app.delete("/manage/project/demo-pkg/release/2.0/file/demo_pkg-2.0-py3-none-any.whl", headers=AUTH)
+    app.delete("/manage/project/demo-pkg/release/2.0/", headers=AUTH)
+    assert journal(config)[6:] == [
+        ("Demo.Pkg", "1.0", "yank release"),
+        ("Demo.Pkg", "2.0", "yank release"),
+        ("Demo.Pkg", "2.0", "unyank release"),
+        ("Demo.Pkg", "2.0", "remove file demo_pkg-2.0-py3-none-any.whl"),
+        ("Demo.Pkg", "2.0", "remove release"),
+    ]
+    serial = last_serial(config)
+    assert serial == 11
+    wait_for_embedded_tasks(config.registry["celery.app"])
+    html = app.get("/simple/demo-pkg/")
+    assert html.headers["X-PyPI-Last-Serial"] == str(serial)
+    assert html.body.endswith(f"</html>\n<!--SERIAL {serial}-->".encode())
+    assert html.body.count(b'data-yanked="broken" ') == 2 and b"2.0" not in html.body
+    page = app.get("/simple/demo-pkg/", headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    assert page.json["meta"] == {"api-version": "1.1", "_last-serial": serial}
+    assert [(f["filename"], f["yanked"]) for f in page.json["files"]] == [
+        ("demo.pkg-1.0.tar.gz", "broken"), ("demo_pkg-1.0-py3-none-any.whl", "broken")]
+    assert page.json["versions"] == ["1.0"]
+    signed = verify_like_a_client(config, "demo-pkg/demo-pkg.json", page=True)
+    assert signed == page.body
+    app.delete("/manage/project/demo-pkg/", headers=AUTH)
+    assert journal(config)[-1] == ("Demo.Pkg", None, "remove project")
+
+
+def test_normalized_name_is_computed_by_the_database(config):
+    with Session(config.registry["sqlalchemy.engine"]) as session:
+        project = Project(name="Some_Thing..Else")
+        session.add(project)
+        assert project.normalized_name is None
+        session.flush()
+        assert project.normalized_name == "some-thing-else"
+        project.name = "Renamed.Project"
+        session.flush()
+        assert project.normalized_name == "renamed-project"
+        found = session.scalar(select(Project).where(
+            Project.normalized_name == func.normalize_pep426_name("RENAMED__project")))
+        assert found is project
+        session.rollback()
+
+
+def test_uploads_go_to_the_archive_and_a_task_copies_them_to_the_files_storage(app, config):
+    from dev.tasks import sync_file_to_cache
+
+    settings = config.registry.settings
+    digest = hashlib.blake2b(WHEEL, digest_size=32).hexdigest()
+    path = f"{digest[:2]}/{digest[2:4]}/{digest[4:]}/demo_pkg-1.0-py3-none-any.whl"
+    sent = []
+    task = config.registry["celery.app"].tasks["dev.tasks.sync_file_to_cache"]
+    original = task.delay
+    task.delay = lambda *args: sent.append(args)  # not sent: the upload alone
+    try:
+        upload(app)
+    finally:
+        task.delay = original
+    assert len(sent) == 1 and config.task(sync_file_to_cache) is task
+    assert config.registry["dev.archive"].get(path) == WHEEL
+    app.get(f"/packages/{path}", status=404)
+    with Session(config.registry["sqlalchemy.engine"]) as session:
+        assert session.scalars(select(File.cached)).all() == [False]
+    task.delay(*sent[0])
+    wait_for_embedded_tasks(config.registry["celery.app"])
+    assert app.get(f"/packages/{path}").body == WHEEL
+    assert (Path(settings["files.path"]) / path).read_bytes() == WHEEL
+    with Session(config.registry["sqlalchemy.engine"]) as session:
+        assert session.scalars(select(File.cached)).all() == [True]
+
+
+def test_the_simple_view_answers_the_extensions_subrequest_with_bytes(app, config):
+    """What warehouse_tuf.pages.render_simple_view asks: no tweens, either Accept, any host."""
+    upload(app)
+    wait_for_embedded_tasks(config.registry["celery.app"])
+    router = config.make_wsgi_app()
+    bodies = {}
+    for accept in ("text/html", "application/vnd.pypi.simple.v1+json"):
+        for host in ("127.0.0.1:8080", "index.example.org"):
+            request = Request.blank("/simple/demo-pkg/", headers={"Accept": accept},
+                                    base_url=f"https://{host}")
+            response = router.invoke_subrequest(request, use_tweens=False)
+            assert (response.status_code, response.content_type) == (200, accept)
+            bodies.setdefault(accept, set()).add(response.body)
+        assert len(bodies[accept]) == 1
+    assert bodies["text/html"] == {app.get("/simple/demo-pkg/").body}
+    json_body = bodies["application/vnd.pypi.simple.v1+json"].pop()
+    assert json_body.endswith(b"\n") and json.loads(json_body)["name"] == "demo-pkg"
+    with pytest.raises(HTTPNotFound):
+        router.invoke_subrequest(Request.blank("/simple/missing/"), use_tweens=False)
 
 
 def test_unknown_mode_is_a_clear_error(tmp_path):

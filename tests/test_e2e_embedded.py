@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from tuf.api import exceptions as tuf_exceptions
 from webtest import TestApp
 
-from dev.models import Project
+from dev.models import File, Project
 from dev.tasks import wait_for_embedded_tasks
 from tests.devhost import (
     PASSWORD,
@@ -63,11 +63,18 @@ def dists(tmp_path_factory):
     return build_dists(tmp_path_factory.mktemp("project"), PROJECT, "1.0")
 
 
+def all_cached(engine) -> bool:
+    """Whether sync_file_to_cache copied every upload from the archive to the served files."""
+    with Session(engine) as session:
+        return all(session.scalars(select(File.cached)).all())
+
+
 @pytest.fixture(scope="module")
 def uploaded(host, dists):
     result = twine_upload(host.base, *dists)
     assert result.returncode == 0, result.stdout + result.stderr
     wait_until(lambda: pending_count(host.engine) == 0, 120, "the upload to be published")
+    wait_until(lambda: all_cached(host.engine), 120, "the upload to be copied to the files storage")
     return dists
 
 
@@ -89,7 +96,7 @@ def test_ngclient_verifies_both_distributions_and_both_pages(host, uploaded):
     # The signed pages are byte for byte what /simple/<name>/ serves, in both forms.
     html_status, html_page, html_type = http_get(f"{base}/simple/{PROJECT}/")
     json_status, json_page, json_type = http_get(f"{base}/simple/{PROJECT}/", accept=JSON_ACCEPT)
-    assert (html_status, html_type, json_status, json_type) == (200, "text/html", 200, JSON_ACCEPT)
+    assert (html_status, html_type, json_status, json_type) == (200, "text/html; charset=UTF-8", 200, JSON_ACCEPT)
     assert client.download(HTML_PAGE, page=True) == html_page
     assert client.download(JSON_PAGE, page=True) == json_page
     assert sorted(f["filename"] for f in json.loads(json_page)["files"]) == sorted(d.name for d in uploaded)
@@ -176,11 +183,11 @@ def test_an_upload_whose_transaction_fails_after_the_file_row_leaves_no_target(h
     app = TestApp(config.make_wsgi_app())
     data = b"a wheel whose bytes cannot be stored"
     blake2 = hashlib.blake2b(data, digest_size=32).hexdigest()
-    # A plain file where the upload's directory must go: storing fails after the
-    # File row (and the extension's pending change) was flushed.
-    files = Path(config.registry.settings["files.path"])
-    files.mkdir(parents=True)
-    (files / blake2[:2]).write_bytes(b"")
+    # A plain file where the upload's directory must go in the archive storage:
+    # storing fails after the File row (and the extension's pending change) was flushed.
+    archive = Path(config.registry.settings["archive_files.path"])
+    archive.mkdir(parents=True)
+    (archive / blake2[:2]).write_bytes(b"")
     token = base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()
     form = {":action": "file_upload", "name": "demo", "version": "1.0", "filetype": "bdist_wheel",
             "pyversion": "py3"}

@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from webtest import TestApp
 
-from dev.models import File, Project, Release
+from dev.models import File, JournalEntry, Project, Release
 from dev.tasks import wait_for_embedded_tasks
 from tests.devhost import dev_config
 
@@ -233,7 +233,8 @@ def test_oversize_ceremony_payload_is_refused_at_the_documented_bound(tmp_path):
 
 SECRET = b"outside every storage root"
 GOOD_AUTH = "Basic " + base64.b64encode(b"tuf-dev:tuf-dev").decode()
-WRITE_ROUTES = {"legacy.upload", "manage.project", "manage.release", "manage.file"}
+WRITE_ROUTES = {"legacy.upload", "manage.project", "manage.release", "manage.file", "manage.release.yank",
+                "manage.release.unyank"}
 READ_ROUTES = {"simple.index", "simple.detail", "simple.stored", "packages", "tuf.metadata"}
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
@@ -259,6 +260,8 @@ def access_host() -> tuple:
         "legacy.upload": "/legacy/", "manage.project": "/manage/project/demo/",
         "manage.release": "/manage/project/demo/release/1.0/",
         "manage.file": f"/manage/project/demo/release/1.0/file/{filename}",
+        "manage.release.yank": "/manage/project/demo/release/1.0/yank/",
+        "manage.release.unyank": "/manage/project/demo/release/1.0/unyank/",
         "simple.index": "/simple/", "simple.detail": "/simple/demo/",
         "simple.stored": f"/simple/demo/{next((data / 'tuf-simple' / 'demo').glob('*.demo.html')).name}",
         "packages": f"/packages/{path}",
@@ -272,7 +275,7 @@ def host_state(config, data: Path) -> tuple:
     engine = config.registry["sqlalchemy.engine"]
     with Session(engine) as session:
         rows = tuple(session.scalar(select(func.count()).select_from(model))
-                     for model in (Project, Release, File, PendingChange))
+                     for model in (Project, Release, File, JournalEntry, PendingChange))
     stored = tuple(sorted((str(p.relative_to(data)), p.stat().st_size) for p in data.rglob("*")
                           if p.is_file() and p.suffix not in (".sqlite", ".sqlite-wal", ".sqlite-shm")))
     return rows, stored

@@ -144,7 +144,7 @@ def run_crash(trials: int, *, database: str = "sqlite", bins: int = 16, seed: in
 
 def _add_host_files(session: Session, box: Sandbox, trial: int, count: int) -> dict[str, tuple[int, str]]:
     """Files the host has but never recorded (as before the extension was enabled)."""
-    project = Project(name=f"host-{trial}", normalized_name=f"host-{trial}")
+    project = Project(name=f"host-{trial}")  # normalized_name: the database's
     release = Release(project=project, version="1.0")
     added = {}
     for i in range(count):
