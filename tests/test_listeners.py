@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete, event, select
 from sqlalchemy.orm import Session
 
-from dev.models import File, Project, Release
+from dev.models import File, JournalEntry, Project, Release
 from dev.tasks import wait_for_embedded_tasks
 from tests.devhost import add_file, dev_config, pending, verify_like_a_client
 from warehouse_tuf import (
     PENDING_KEY,
     forget_pending,
     queue_publish,
-    record_index_changes,
+    record_additions,
 )
 from warehouse_tuf.models import ChangeKind, PendingChange
 
@@ -45,68 +46,93 @@ def host_session(config):
     session.close()
 
 
+def recorded(session: Session) -> list[tuple[str, str | None, str | None]]:
+    """(kind, path, project) of the pending changes this session's transaction sees."""
+    rows = session.execute(
+        select(PendingChange.kind, PendingChange.path, PendingChange.project).order_by(PendingChange.id)
+    )
+    return [tuple(row) for row in rows]
+
+
 def committed_file(session: Session, project="Demo", version="1.0", filename="demo-1.0.tar.gz",
-                   data=b"sdist") -> File:
+                   data=b"sdist", *, config=None) -> File:
+    """A file committed through the host's session; its publish has run when ``config`` is given."""
     file = add_file(session, project, version, filename, data)
+    session.add(JournalEntry(name=project, version=version, action=f"add source file {filename}"))
     session.commit()
+    if config is not None:
+        wait_for_embedded_tasks(config.registry["celery.app"])
+        assert pending(config) == []
     return file
 
 
-def test_new_file_records_its_target_and_the_project_pages(config, plain_session):
-    file = add_file(plain_session, "Demo_Pkg", "1.0", "demo_pkg-1.0-py3-none-any.whl", b"wheel")
-    record_index_changes(config, plain_session, None, None)
+def test_new_project_file_is_recorded_with_the_name_the_database_computed(config, host_session):
+    """The database computes a new project's normalized name: it is read after the flush, never None."""
+    file = add_file(host_session, "Demo_Pkg", "1.0", "demo_pkg-1.0-py3-none-any.whl", b"wheel")
+    host_session.add(JournalEntry(name="Demo_Pkg", version="1.0", action="new release"))
+    assert file.release.project.normalized_name is None  # not before the flush
+    host_session.flush()
+    assert recorded(host_session) == [(ADD, file.path, "demo-pkg"), (PAGES, None, "demo-pkg")]
+    assert host_session.info[PENDING_KEY] is True
+
+
+def test_a_journal_entry_alone_re_signs_the_pages_it_names(config, host_session):
+    """A change that only moves the serial (e.g. a role change) still changes /simple/<name>/."""
+    committed_file(host_session, config=config)
+    host_session.add(JournalEntry(name="Demo", action="add Owner someone"))
+    host_session.flush()
+    assert recorded(host_session) == [(PAGES, None, "demo")]
+    host_session.commit()
+    wait_for_embedded_tasks(config.registry["celery.app"])
+    project = host_session.scalars(select(Project)).one()
+    page = verify_like_a_client(config, "demo/demo.html", page=True)
+    assert f"SERIAL {project.last_serial}".encode() in page
+
+
+def test_a_change_no_page_shows_records_nothing_and_queues_nothing(config, host_session, monkeypatch):
+    """Warehouse's file-cache task sets File.cached: nothing to sign, so no publish task."""
+    file = committed_file(host_session, config=config)
+    queued = []
+    monkeypatch.setattr(config.registry["celery.app"].tasks["warehouse_tuf.tasks.publish"], "delay",
+                        lambda *a, **k: queued.append(a))
+    file.cached = True
+    host_session.commit()
+    assert pending(config) == [] and queued == []
+
+
+def test_deleted_file_removes_its_target(config, host_session):
+    file = committed_file(host_session, config=config)
     path = file.path
-    plain_session.commit()
-    assert pending(config) == [(ADD, path, "demo-pkg"), (PAGES, None, "demo-pkg")]
-    assert plain_session.info[PENDING_KEY] is True
+    host_session.delete(file)
+    host_session.add(JournalEntry(name="Demo", version="1.0", action="remove file demo-1.0.tar.gz"))
+    host_session.flush()
+    assert recorded(host_session) == [(REMOVE, path, None), (PAGES, None, "demo")]
 
 
-def test_deleted_file_removes_its_target_and_renders_the_pages(config, plain_session):
-    file = committed_file(plain_session)
-    path = file.path
-    plain_session.delete(file)
-    record_index_changes(config, plain_session, None, None)
-    plain_session.commit()
-    assert pending(config) == [(REMOVE, path, None), (PAGES, None, "demo")]
+def test_deleted_release_removes_the_release_whatever_the_cascade_deletes(config, host_session):
+    file = committed_file(host_session, config=config)
+    host_session.delete(file.release)
+    host_session.flush()
+    assert recorded(host_session) == [(REMOVE_RELEASE, None, "demo")]
+    assert host_session.scalar(select(File)) is None  # gone by ON DELETE CASCADE
 
 
-def test_deleted_release_removes_the_release_whatever_the_cascade_deletes(config, plain_session):
-    file = committed_file(plain_session)
-    plain_session.delete(file.release)
-    record_index_changes(config, plain_session, None, None)
-    plain_session.commit()
-    assert pending(config) == [(REMOVE_RELEASE, None, "demo"), (PAGES, None, "demo")]
-    assert plain_session.scalar(select(File)) is None  # gone by ON DELETE CASCADE
+def test_deleted_project_removes_the_project(config, host_session):
+    file = committed_file(host_session, config=config)
+    host_session.delete(file.release.project)
+    host_session.flush()
+    assert recorded(host_session) == [(REMOVE_PROJECT, None, "demo")]
+    assert host_session.scalar(select(Release)) is None
 
 
-def test_deleted_project_removes_the_project_and_renders_nothing(config, plain_session):
-    file = committed_file(plain_session)
-    plain_session.delete(file.release.project)
-    record_index_changes(config, plain_session, None, None)
-    plain_session.commit()
-    assert pending(config) == [(REMOVE_PROJECT, None, "demo")]
-    assert plain_session.scalar(select(Release)) is None
-
-
-@pytest.mark.parametrize("change", ["yank", "unyank"])
-def test_yank_and_unyank_render_the_pages_again(config, plain_session, change):
-    file = committed_file(plain_session)
-    file.release.yanked = change == "unyank"
-    plain_session.commit()
-    file.release.yanked = change == "yank"
-    record_index_changes(config, plain_session, None, None)
-    plain_session.commit()
-    assert pending(config) == [(PAGES, None, "demo")]
-
-
-def test_changes_to_other_models_record_nothing(config, plain_session):
+def test_changes_to_other_models_record_nothing(config, host_session):
     from warehouse_tuf.models import Target
 
-    plain_session.add(Target(path="x/y", bin_index=0, length=1, hashes={}, kind="file"))
-    record_index_changes(config, plain_session, None, None)
-    assert PENDING_KEY not in plain_session.info
-    plain_session.rollback()
-    assert pending(config) == []
+    host_session.add(Target(path="x/y", bin_index=0, length=1, hashes={}, kind="file"))
+    host_session.flush()
+    assert PENDING_KEY not in host_session.info
+    assert recorded(host_session) == []
+    host_session.rollback()
 
 
 @pytest.mark.parametrize("model", [Project, Release, File])
@@ -120,10 +146,7 @@ def test_bulk_deletes_are_read_before_they_run(config, host_session, model):
               File: File.filename == "demo-1.0.tar.gz"}[model]
     # Bulk deletes emit no per-object event: record_bulk_deletes runs from do_orm_execute.
     host_session.execute(delete(model).where(column).execution_options(synchronize_session=False))
-    recorded = host_session.execute(
-        select(PendingChange.kind, PendingChange.path, PendingChange.project).order_by(PendingChange.id)
-    ).all()
-    assert [tuple(row) for row in recorded] == {
+    assert recorded(host_session) == {
         Project: [(REMOVE_PROJECT, None, "demo")],
         Release: [(REMOVE_RELEASE, None, "demo"), (PAGES, None, "demo")],
         File: [(REMOVE, first_path, None), (PAGES, None, "demo")],
@@ -163,7 +186,8 @@ def test_forget_pending_drops_the_flag(config, plain_session):
 def test_queue_publish_publishes_what_the_transaction_recorded(config, plain_session):
     data = b"a distribution"
     file = add_file(plain_session, "Demo", "1.0", "demo-1.0-py3-none-any.whl", data)
-    record_index_changes(config, plain_session, None, None)
+    plain_session.add(JournalEntry(name="Demo", version="1.0", action="new release"))
+    event.listen(plain_session, "after_flush", functools.partial(record_additions, config))
     plain_session.commit()
     path = file.path
     config.registry["dev.files"].put(path, data)
@@ -177,12 +201,12 @@ def test_queue_publish_publishes_what_the_transaction_recorded(config, plain_ses
 
 def test_queue_publish_without_recorded_changes_queues_nothing(config, plain_session):
     add_file(plain_session, "Demo", "1.0", "demo-1.0.tar.gz", b"sdist")
-    record_index_changes(config, plain_session, None, None)
+    event.listen(plain_session, "after_flush", functools.partial(record_additions, config))
     plain_session.commit()
     forget_pending(config, plain_session)
     queue_publish(config, plain_session)
     wait_for_embedded_tasks(config.registry["celery.app"])
-    assert len(pending(config)) == 2  # nothing was queued, so nothing published
+    assert len(pending(config)) == 1  # nothing was queued, so nothing published
 
 
 def test_queue_publish_never_raises_when_the_broker_is_down(tmp_path, database_url, caplog, plain_session):

@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 from pyramid.httpexceptions import HTTPException
 from pyramid.request import Request
+from pyramid.router import Router
 
 from warehouse_tuf.targets import SimplePages
 
@@ -31,15 +32,16 @@ def render_simple_view(request: Any, name: str) -> SimplePages | None:
     """
     settings = request.registry.settings
     domain = settings.get("warehouse.domain")
+    # A task's or a CLI command's request (pyramid.scripting) has no router of its own.
+    router = Router(request.registry)
     pages = {}
     for form, accept in PAGE_TYPES.items():
         subrequest = Request.blank(
             f"/simple/{quote(name)}/", headers={"Accept": accept},
             base_url=f"https://{domain}" if domain else None,
         )
-        subrequest.registry = request.registry
         try:
-            response = request.invoke_subrequest(subrequest, use_tweens=False)
+            response = router.invoke_subrequest(subrequest, use_tweens=False)
         except HTTPException as exc:  # without the tweens, a 404 arrives raised
             response = exc
         if response.status_code == 404:
