@@ -460,16 +460,27 @@ def backfill(mode: str, bins: int, as_json: bool, files: int, projects: int, wor
 
 
 def upload(session: Any, i: int, projects: int) -> None:
-    """What the upload view does with the database: find the release, add the file, commit."""
+    """What the upload view does with the database: find the release, add the file and its
+    journal entry, commit."""
     from sqlalchemy.orm import joinedload
 
-    from dev.models import File, Release
+    from dev.models import File, JournalEntry, Release
 
     release = session.scalars(
         select(Release).options(joinedload(Release.project)).where(Release.id == i % projects + 1)
     ).one()
-    session.add(File(**file_row(i, projects), release=release, python_version="py3", packagetype="bdist_wheel"))
+    row = file_row(i, projects)
+    session.add(File(**row, release=release, python_version="py3", packagetype="bdist_wheel"))
+    session.add(JournalEntry(name=release.project.name, version=release.version,
+                             action=f"add py3 file {row['filename']}"))
     session.commit()
+
+
+@contextlib.contextmanager
+def host_session(sessions: Any, engine: Any) -> Iterator[Any]:
+    """A session of the host's class on its own Connection, as ``request.db``."""
+    with engine.connect() as connection, sessions(bind=connection) as session:
+        yield session
 
 
 def record(config: Any, session: Any, i: int, projects: int) -> None:
@@ -508,7 +519,7 @@ def _uploader(env: dict[str, str], level: str, indexes: list[int], projects: int
         if rate:
             time.sleep(max(0.0, start_at + n / rate - time.time()))
         if level == "host":
-            with sessions(bind=engine) as session:
+            with host_session(sessions, engine) as session:
                 upload(session, i, projects)
         else:
             with Session(engine) as session:
@@ -648,8 +659,8 @@ def steady(mode: str, bins: int, as_json: bool, published: int, uploaders: int, 
 def overhead(mode: str, bins: int, as_json: bool, uploads: int, projects: int, workers: int) -> None:
     """Time the extension adds to the host's upload transaction: p50, p99.
 
-    Timed directly, per upload: the hooks (recording the changes before
-    flush, queueing the publish task after commit) and the statements
+    Timed directly, per upload: the hooks (recording removals before the
+    flush and additions after it, queueing the publish task after commit) and the statements
     inserting the pending changes. As a check, uploads alternate between the
     host with the hooks and the same host without them (``tuf.enabled =
     false``, same database) and both upload times are reported.
@@ -679,7 +690,7 @@ def overhead(mode: str, bins: int, as_json: bool, uploads: int, projects: int, w
                 hook_time[0] += spent
                 parts.setdefault(name, []).append(spent * 1000)
 
-        for name in ("before_flush", "after_commit"):
+        for name in ("before_flush", "after_flush", "after_commit"):
             event.listen(hooked_sessions, name, lambda *a, n=name: start(n), insert=True)
             event.listen(hooked_sessions, name, lambda *a, n=name: stop(n))
         event.listen(host.engine, "before_cursor_execute",
@@ -692,7 +703,7 @@ def overhead(mode: str, bins: int, as_json: bool, uploads: int, projects: int, w
             for label, sessions in (("on", hooked_sessions), ("off", plain_sessions)):
                 hook_time[0] = 0.0
                 started = time.perf_counter()
-                with sessions(bind=host.engine) as session:
+                with host_session(sessions, host.engine) as session:
                     upload(session, i, projects)
                 timings[label].append(time.perf_counter() - started)
                 if label == "on":

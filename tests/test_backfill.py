@@ -32,7 +32,7 @@ def add_host_files(engine, targets_dir, projects: int, files_each: int) -> list[
     paths = []
     with Session(engine) as s:
         for p in range(projects):
-            project = Project(name=f"Proj_{p}", normalized_name=f"proj-{p}")
+            project = Project(name=f"Proj_{p}")  # normalized_name: the database's ("proj-<p>")
             release = Release(project=project, version="1.0")
             for f in range(files_each):
                 data = f"contents {p} {f}".encode()

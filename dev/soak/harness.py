@@ -153,6 +153,7 @@ class Sandbox:
     @property
     def settings_values(self) -> dict[str, Any]:
         return {
+            "tuf.env": "development",  # the extension defaults to production
             "tuf.dev_keys_path": str(self.directory / "keys"),
             "tuf.bin_count": self.bins,
             "tuf.simple_renderer": "",
