@@ -1,12 +1,13 @@
 # The two commands of README.md: `make serve` (the development host, TUF on)
 # and `make test` (the test suite). Both set up .venv on first use.
+# `make test-warehouse`: the extension inside a real Warehouse (below).
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test install
+.PHONY: serve test install test-warehouse
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,3 +30,41 @@ serve: $(STAMP)
 
 test: $(STAMP) $(JS_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# A real Warehouse with the extension enabled (integration/warehouse/prepare.sh: a fresh tree
+# from $WAREHOUSE_SRC or ../shared/warehouse, its own venv under .warehouse/, README's
+# enable-warehouse-tuf.patch), then Warehouse's own unit tests with TUF_ENV unset, then the
+# end-to-end tests of integration/warehouse/tests. Skipped (success) when no Warehouse source
+# is available. WAREHOUSE_TESTS=groups runs only the unit tests closest to the extension (about
+# 620, half a minute) instead of all of tests/unit (about 3600, under two minutes);
+# WAREHOUSE_PYTEST_ARGS adds pytest options to both pytest runs.
+WAREHOUSE_TESTS ?= all
+WAREHOUSE_GROUPS := tests/unit/test_config.py tests/unit/cli tests/unit/forklift \
+	tests/unit/packaging tests/unit/test_tasks.py
+WAREHOUSE_UNIT := $(if $(filter groups,$(WAREHOUSE_TESTS)),$(WAREHOUSE_GROUPS),tests/unit)
+# Tests that fail here without the extension too (stripe-mock service, one flaky test).
+WAREHOUSE_DESELECT ?= $(shell grep -v '^\#' integration/warehouse/deselect.txt)
+WAREHOUSE_PYTEST := -p no:randomly -o addopts="" --disable-socket \
+	--allow-hosts=localhost,::1,127.0.0.1 --postgresql-host 127.0.0.1 --postgresql-user postgres \
+	$(addprefix --deselect ,$(WAREHOUSE_DESELECT))
+
+# One run at a time: prepare.sh replaces .warehouse/src, which another run may be testing.
+test-warehouse:
+	@mkdir -p .warehouse; exec 9>.warehouse/.lock; \
+	flock -n 9 || { echo "test-warehouse: waiting for another run to finish"; flock 9; }; \
+	rc=0; integration/warehouse/prepare.sh || rc=$$?; \
+	if [ $$rc -eq 77 ]; then echo "test-warehouse: skipped, no Warehouse source (see above)"; exit 0; fi; \
+	[ $$rc -eq 0 ] || exit $$rc; \
+	. .warehouse/current.env; export WAREHOUSE_TREE WAREHOUSE_PYTHON; \
+	unset TUF_ENV; export LC_ALL=C.UTF-8 LANG=C.UTF-8; status=0; \
+	echo "test-warehouse: Warehouse unit tests ($(WAREHOUSE_UNIT))"; \
+	(cd "$$WAREHOUSE_TREE" && PYTHONPATH="$$WAREHOUSE_TREE" "$$WAREHOUSE_PYTHON" -m pytest \
+		$(WAREHOUSE_PYTEST) $(WAREHOUSE_PYTEST_ARGS) $(WAREHOUSE_UNIT)) || status=1; \
+	if [ -n "$$(find integration/warehouse/tests -name 'test_*.py' 2>/dev/null)" ]; then \
+		echo "test-warehouse: end-to-end tests (integration/warehouse/tests)"; \
+		"$$WAREHOUSE_PYTHON" -m pytest -p no:randomly $(WAREHOUSE_PYTEST_ARGS) integration/warehouse/tests \
+			|| status=1; \
+	else \
+		echo "test-warehouse: end-to-end step skipped, no tests in integration/warehouse/tests yet"; \
+	fi; \
+	exit $$status
