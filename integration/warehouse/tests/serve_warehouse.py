@@ -1,0 +1,31 @@
+"""Serve a Warehouse tree's real WSGI app with waitress on 127.0.0.1.
+
+    python serve_warehouse.py PORT [THREADS]
+
+Run with the Warehouse venv's python, the tree on PYTHONPATH and the
+Warehouse environment. The app is ``warehouse.config.configure().make_wsgi_app()``
+(what ``warehouse.wsgi:application`` builds), with one setting given to the
+Configurator: ``enforce_https = False``, because this server speaks plain HTTP
+on the loopback interface (Warehouse's development environment sets the same;
+in production the TLS-terminating proxy in front makes requests HTTPS).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import waitress
+
+from warehouse.config import configure
+
+
+def main() -> None:
+    port = int(sys.argv[1])
+    threads = int(sys.argv[2]) if len(sys.argv) > 2 else 4
+    app = configure(settings={"enforce_https": False}).make_wsgi_app()
+    waitress.serve(app, host="127.0.0.1", port=port, threads=threads, ident="warehouse",
+                   clear_untrusted_proxy_headers=True, _quiet=False)
+
+
+if __name__ == "__main__":
+    main()
