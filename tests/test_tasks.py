@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 import transaction
 from pyramid.scripting import prepare
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from dev.tasks import EmbeddedBeat, wait_for_embedded_tasks
 from tests.devhost import add_file, dev_config, pending_count, verify_like_a_client, wait_until
-from warehouse_tuf import record_index_changes, tasks
+from warehouse_tuf import record_additions, tasks
 from warehouse_tuf.models import RoleVersion
 
 
@@ -40,8 +40,10 @@ def db_request(config):
 def record_upload(config, data=b"a wheel", filename="demo-1.0-py3-none-any.whl") -> str:
     """Commit a File and its pending changes without queueing anything; store its bytes."""
     with Session(config.registry["sqlalchemy.engine"]) as session:
-        file = add_file(session, "Demo", "1.0", filename, data)
-        record_index_changes(config, session, None, None)
+        # The extension's listener on a plain session: recorded, never queued.
+        event.listen(session, "after_flush", lambda s, context: record_additions(config, s, context))
+        file = add_file(session, "Demo", "1.0", filename, data, journal=True)
+        session.flush()
         path = file.path
         session.commit()
     config.registry["dev.files"].put(path, data)
@@ -77,6 +79,8 @@ def test_refresh_re_signs_the_roles_due_within_the_window(config, db_request):
 
 def test_a_task_queued_in_a_transaction_is_sent_only_after_commit(config):
     path = record_upload(config)
+    recorded = pending_count(config)
+    assert recorded >= 2  # the file and its pages
     publish = config.task(tasks.publish)
     env = prepare(registry=config.registry)  # a current request, as in a view or a task
     try:
@@ -86,12 +90,12 @@ def test_a_task_queued_in_a_transaction_is_sent_only_after_commit(config):
                 assert publish.delay() is None  # deferred, not sent
                 raise RuntimeError("abort")
         wait_for_embedded_tasks(config.registry["celery.app"])
-        assert pending_count(config) == 2  # the aborted transaction sent nothing
+        assert pending_count(config) == recorded  # the aborted transaction sent nothing
 
         with env["request"].tm:
             publish.delay()
             wait_for_embedded_tasks(config.registry["celery.app"])
-            assert pending_count(config) == 2  # not before the commit
+            assert pending_count(config) == recorded  # not before the commit
         wait_for_embedded_tasks(config.registry["celery.app"])
         assert pending_count(config) == 0
         assert verify_like_a_client(config, path) == b"a wheel"
