@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -130,6 +131,20 @@ def stored_page(stack: Stack, path: str, sha256: str) -> Path:
     return stack.public / "simple" / directory / f"{sha256}.{filename}"
 
 
+def assert_pages_served_by_warehouse(stack: Stack, name: str, signed: dict[str, dict]) -> None:
+    """Each signed page target's bytes are what Warehouse's /simple/<name>/ serves for its type."""
+    for form, accept in PAGE_TYPES.items():
+        code, body, content_type = http_get(f"{stack.base}/simple/{name}/", accept=accept)
+        assert code == 200 and content_type.startswith(accept), (code, content_type)
+        path = f"{name}/{name}.{form}"
+        stored = stored_page(stack, path, signed[path]["sha256"]).read_bytes()
+        assert hashlib.sha256(body).hexdigest() == signed[path]["sha256"], (
+            f"/simple/{name}/ ({accept}) differs from the signed page:\n"
+            f"served: {body[:600]!r}\nsigned: {stored[:600]!r}"
+        )
+        assert body == stored
+
+
 # -- setup commands ------------------------------------------------------------------------------
 
 
@@ -190,7 +205,9 @@ def test_upload_is_published_through_the_worker(world, uploaded):
         # Served from the files storage without a hash prefix, at Warehouse's File.path.
         assert (stack.public / "packages" / file["path"]).is_file()
     assert status(stack)["pending"] == 0
-    assert f"warehouse_tuf.tasks.publish" in stack.log("worker", 10**7)
+    # Published by Warehouse's Celery worker, from the task the upload queued after its commit.
+    assert re.search(r"Task warehouse_tuf\.tasks\.publish\[[0-9a-f-]+\] succeeded",
+                     stack.log("worker", 10**7)), stack.task_errors()
 
 
 def test_ngclient_verifies_files_and_pages(world, uploaded):
@@ -219,15 +236,10 @@ def test_tufjs_verifies_files_and_pages(world, uploaded):
 def test_pages_are_what_warehouse_serves_at_simple(world, uploaded):
     stack = world.stack
     signed = verified(stack, [(p, True) for p in page_targets(NAME)])
-    for form, accept in PAGE_TYPES.items():
-        code, body, content_type = http_get(f"{stack.base}/simple/{NAME}/", accept=accept)
-        assert code == 200 and content_type.startswith(accept), (code, content_type)
-        path = f"{NAME}/{NAME}.{form}"
-        stored = stored_page(stack, path, signed[path]["sha256"]).read_bytes()
-        assert hashlib.sha256(body).hexdigest() == signed[path]["sha256"], (
-            f"/simple/{NAME}/ ({accept}) differs from the signed page:\n"
-            f"served: {body[:600]!r}\nsigned: {stored[:600]!r}"
-        )
+    assert_pages_served_by_warehouse(stack, NAME, signed)
+    html = stored_page(stack, f"{NAME}/{NAME}.html", signed[f"{NAME}/{NAME}.html"]["sha256"]).read_bytes()
+    for file in uploaded:  # links to the files storage, with the sha256 pip checks
+        assert f"{stack.files_url}{file['path']}#sha256={file['sha256']}".encode() in html
 
 
 def test_clients_refuse_tampered_files_and_pages(world, uploaded):
@@ -275,8 +287,7 @@ def test_yank_changes_the_page_target(world, uploaded):
     assert any(f.get("yanked") for f in page_json["files"] if "-1.0" in f["filename"])
     for page in page_targets(NAME):
         assert results[page]["sha256"] == after[page]["hashes"]["sha256"]
-    code, body, _ = http_get(f"{stack.base}/simple/{NAME}/", accept=PAGE_TYPES["html"])
-    assert hashlib.sha256(body).hexdigest() == results[f"{NAME}/{NAME}.html"]["sha256"]
+    assert_pages_served_by_warehouse(stack, NAME, results)
 
 
 def test_deleting_a_release_removes_its_file_targets(world, uploaded):
@@ -298,6 +309,7 @@ def test_deleting_a_release_removes_its_file_targets(world, uploaded):
         assert results[file["path"]]["found"] is True
     html = stored_page(stack, f"{NAME}/{NAME}.html", results[f"{NAME}/{NAME}.html"]["sha256"])
     assert b"-1.0" not in html.read_bytes() and b"-2.0" in html.read_bytes()
+    assert_pages_served_by_warehouse(stack, NAME, results)
 
 
 def test_deleting_the_project_removes_all_its_targets(world, uploaded):
@@ -326,20 +338,47 @@ def test_backfill_signs_files_uploaded_before_the_extension(world):
         assert results[file["path"]]["found"] and results[file["path"]]["sha256"] == file["sha256"]
     for page in page_targets(LEGACY):
         assert results[page]["found"]
-    code, body, _ = http_get(f"{stack.base}/simple/{LEGACY}/", accept=PAGE_TYPES["html"])
-    assert hashlib.sha256(body).hexdigest() == results[f"{LEGACY}/{LEGACY}.html"]["sha256"]
+    assert_pages_served_by_warehouse(stack, LEGACY, results)
+    run = stack.tufjs([(p, False) for p in paths] + [(p, True) for p in page_targets(LEGACY)])
+    assert run.returncode == 0, run.stdout + run.stderr
 
 
-def test_publish_refresh_and_gc_commands(world):
+def test_publish_command_publishes_what_the_worker_did_not(world):
+    """With the worker stopped, a change stays pending; ``tuf publish`` publishes it."""
     stack = world.stack
-    publish = stack.warehouse("tuf", "publish")
-    assert "nothing to publish" in publish.stdout or "published" in publish.stdout, publish.stdout
-    refresh = stack.warehouse("tuf", "refresh")
-    assert "nothing is due" in refresh.stdout or "re-signed" in refresh.stdout, refresh.stdout
+    stack.stop("worker")
+    try:
+        before = published(stack, page_targets(LEGACY))
+        assert stack.ops("yank", LEGACY, "0.1", "alice")["status"] == 303
+        assert status(stack)["pending"] > 0
+        run = stack.warehouse("tuf", "publish")
+        assert re.search(r"published \d+ change\(s\) in \d+ bin\(s\)", run.stdout), run.stdout
+        assert status(stack)["pending"] == 0
+        after = published(stack, page_targets(LEGACY))
+        assert all(after[p]["hashes"] != before[p]["hashes"] for p in page_targets(LEGACY))
+        results = verified(stack, [(p, True) for p in page_targets(LEGACY)])
+        assert_pages_served_by_warehouse(stack, LEGACY, results)
+        again = stack.warehouse("tuf", "publish")
+        assert "nothing to publish" in again.stdout, again.stdout
+    finally:
+        stack.start_worker()
+
+
+def test_refresh_and_gc_commands(world):
+    stack = world.stack
+    assert "nothing is due" in stack.warehouse("tuf", "refresh").stdout
+    # Bins expire 12 to 24 hours after bootstrap (spread); a 23-hour window makes most of them due.
+    version = stack.timestamp_version()
+    run = stack.warehouse("tuf", "refresh", env={"TUF_REFRESH_WINDOW": "23h"})
+    assert re.search(r"re-signed \d+ bin\(s\)", run.stdout), run.stdout
+    assert stack.timestamp_version() > version
+    files = stack.ops("files", LEGACY)
+    results = verified(stack, [(f["path"], False) for f in files])
+    assert all(results[f["path"]]["found"] for f in files)
     dry = stack.warehouse("tuf", "gc", "--dry-run")
     assert "to delete" in dry.stdout and "roots are always kept" in dry.stdout, dry.stdout
     gc = stack.warehouse("tuf", "gc")
-    assert "deleted" in gc.stdout, gc.stdout
+    assert re.search(r"\d+ version\(s\) deleted, \d+ kept", gc.stdout), gc.stdout
     assert (stack.public / "metadata" / "1.root.json").is_file()
     assert status(stack)["problems"] == []
 
