@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from markupsafe import Markup
 from mako.lookup import TemplateLookup
+from markupsafe import Markup
 from pyramid.renderers import JSON
 
 from dev.models import normalize_name
