@@ -56,8 +56,11 @@ def world(tmp_path_factory):
     try:
         tree, python = warehouse_inputs()
         project_python()
+        problem = None
     except SetupError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        problem = str(exc)
+    if problem:
+        pytest.fail(problem, pytrace=False)
     ensure_static_manifests(tree)
     started = time.monotonic()
     w = World()

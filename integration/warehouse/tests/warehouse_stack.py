@@ -465,15 +465,28 @@ class Stack:
     # -- published metadata ---------------------------------------------------------
 
     def published_targets(self) -> dict[str, dict]:
-        """Every target listed by the bins the current timestamp's snapshot names (local read)."""
+        """Every target listed by the bins the current timestamp's snapshot names (local reads).
+
+        Files are replaced atomically by the publisher; a read racing a garbage collection of
+        an old version is retried.
+        """
+        for attempt in range(5):
+            try:
+                return self._published_targets()
+            except (FileNotFoundError, ValueError):
+                if attempt == 4:
+                    raise
+                time.sleep(0.1)
+        raise AssertionError("unreachable")
+
+    def _published_targets(self) -> dict[str, dict]:
         metadata = self.public / "metadata"
         timestamp = json.loads((metadata / "timestamp.json").read_bytes())["signed"]
         snapshot_version = timestamp["meta"]["snapshot.json"]["version"]
         snapshot = json.loads((metadata / f"{snapshot_version}.snapshot.json").read_bytes())["signed"]
         targets: dict[str, dict] = {}
         for role, meta in snapshot["meta"].items():
-            name = role.removesuffix(".json")
-            if name in ("targets",):
+            if role == "targets.json":
                 continue
             signed = json.loads((metadata / f"{meta['version']}.{role}").read_bytes())["signed"]
             targets.update(signed.get("targets", {}))
