@@ -181,7 +181,7 @@ def run_concurrency(uploads: int, *, uploaders: int = 8, workers: int = 4, bins:
                       "uploads": uploads // uploaders + (n < uploads % uploaders)}
             # Below the polling client's priority: the load must not starve what observes it.
             command = ["nice", "-n", "5", sys.executable, "-m", "dev.soak.uploader", json.dumps(config)]
-            runs.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            runs.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                          text=True, cwd=Path(__file__).parents[2]))
         if outage:
             wait_until(lambda: _file_count(host.engine) >= uploads // 10, 300, "a tenth of the uploads")
@@ -196,9 +196,10 @@ def run_concurrency(uploads: int, *, uploaders: int = 8, workers: int = 4, bins:
             host.redis.start()
         counts: dict[str, int] = {}
         for run in runs:
-            output, _ = run.communicate()
+            output, errors = run.communicate()
             if run.returncode != 0:
-                report.failure(f"an uploader exited {run.returncode}")
+                last = (errors.strip().splitlines() or ["(no output)"])[-1]
+                report.failure(f"an uploader exited {run.returncode}: {last}")
                 continue
             result = json.loads(output.strip().splitlines()[-1])
             for key, value in result["counts"].items():
