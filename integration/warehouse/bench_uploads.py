@@ -172,15 +172,19 @@ class SignedWatcher:
             return False
 
 
-def pending_changes(stack: Stack) -> int:
+def count(stack: Stack, query: str) -> int:
     from sqlalchemy import create_engine, text
 
     engine = create_engine(stack.database_url)
     try:
         with engine.connect() as conn:
-            return conn.execute(text("SELECT count(*) FROM tuf_pending_changes")).scalar()
+            return conn.execute(text(query)).scalar()
     finally:
         engine.dispose()
+
+
+def pending_changes(stack: Stack) -> int:
+    return count(stack, "SELECT count(*) FROM tuf_pending_changes")
 
 
 def machine() -> dict:
@@ -307,6 +311,12 @@ def main() -> int:
                 latencies.append(time.perf_counter() - responded)
             result["latency"] = {**summary(latencies), "poll_interval_ms": 20,
                                  "upload": summary(upload_times)}
+        # The extension was at work on the "with" side: every uploaded file is a signed target.
+        wait_until(lambda: pending_changes(with_tuf) == 0, 300, "the pending changes to drain", 0.5)
+        result["files_with"] = count(with_tuf, "SELECT count(*) FROM release_files")
+        result["files_without"] = count(without, "SELECT count(*) FROM release_files")
+        result["targets_signed_with"] = count(
+            with_tuf, "SELECT count(*) FROM tuf_targets WHERE kind = 'file'")
         result["machine_after"] = machine()
         for stack in stacks:
             errors = stack.task_errors(limit=1)
@@ -334,6 +344,8 @@ def main() -> int:
               f"mean {row['mean_ms']:8.2f} ms  max {row['max_ms']:8.2f} ms")
     print(f"  ratio with/without: p50 {result['ratio_p50']}  p99 {result['ratio_p99']}  "
           f"mean {result['ratio_mean']}")
+    print(f"files: with {result['files_with']} ({result['targets_signed_with']} signed targets), "
+          f"without {result['files_without']}")
     if "latency" in result:
         lat = result["latency"]
         print(f"upload response -> signed ({lat['n']} uploads, {args.bin_count} bins, 20 ms polls): "
