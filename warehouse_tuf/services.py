@@ -40,7 +40,7 @@ from tuf.api.metadata import (
 from tuf.api.serialization.json import JSONSerializer
 from zope.interface import implementer
 
-from warehouse_tuf import canonical, ceremony, pending, signing, targets as targetlib
+from warehouse_tuf import canonical, ceremony, devkeys, pending, signing, targets as targetlib
 from warehouse_tuf.interfaces import IMetadataStorage, ITUFService
 from warehouse_tuf.locking import LockTimeout, publish_lock
 from warehouse_tuf.metrics import PREFIX as METRICS_PREFIX, NullMetrics, host_metrics, report_run
@@ -58,7 +58,7 @@ from warehouse_tuf.settings import TUFSettings
 log = logging.getLogger("warehouse_tuf")
 
 TOP_LEVEL = ("root", "targets", "snapshot", "timestamp")
-DEV_KEYS_MARKER = "INSECURE-DEVELOPMENT-KEYS"
+DEV_KEYS_MARKER = devkeys.MARKER
 #: ``status`` warns this long before root or targets expires: a ceremony takes weeks to arrange.
 OFFLINE_EXPIRY_WARNING = datetime.timedelta(days=60)
 _CHUNK = 500
@@ -82,6 +82,10 @@ class InstallError(RepositoryError):
 
 class StorageAheadError(RepositoryError):
     """Storage holds newer metadata than the database knows (restored from a backup?)."""
+
+
+class DevelopmentKeyError(signing.SigningError):
+    """Production was asked to trust or sign with a development key."""
 
 
 @dataclass
@@ -301,12 +305,8 @@ class TUFManager:
             if keys[role] is None:
                 signing.generate_key_file(path)
                 keys[role] = signing.load_key_file(path)
-        marker = keys_dir / DEV_KEYS_MARKER
-        if not marker.exists():
-            marker.write_text(
-                "These keys are for development only. Anyone can read them.\n"
-                "warehouse-tuf refuses them when tuf.env is production.\n"
-            )
+        # The marker lists their key ids: production refuses them by identity.
+        devkeys.record(keys_dir, [key.public_key for key in keys.values()])
         root_bytes, targets_bytes = self.build_offline_roles(
             root_keys=[keys["root"].public_key], root_threshold=1,
             targets_keys=[keys["targets"].public_key], targets_threshold=1,
@@ -367,6 +367,8 @@ class TUFManager:
             rows = {row.name: row for row in s.scalars(select(RoleVersion))}
             payload = self._check_install(trusted_root, trusted_targets, root_bytes, targets_bytes,
                                           without_old_key)
+            self._refuse_development_keys((payload.root or trusted_root).signed,
+                                          (payload.targets or trusted_targets).signed)
             if self._reinstall_after_restore(s, rows, payload, root_bytes, targets_bytes):
                 return InstallResult(rows["root"].version, rows["targets"].version, False,
                                      rows["timestamp"].version, time.monotonic() - started)
@@ -382,6 +384,7 @@ class TUFManager:
                 both, new_only = self._rotation_signers(uris, old_keys, new_keys)
             else:
                 both = new_only = signing.load_online_signers(uris, new_keys)
+            self._refuse_development_signers(both)
             now = utcnow()
             if handover:
                 self._resign_all(s, rows, _Trusted(trusted_root, trusted_targets, both), now)
@@ -1181,7 +1184,37 @@ class TUFManager:
                 Metadata[Targets].from_bytes(roles["targets"].signed_bytes))
 
     def _online_signers(self, root: Root, targets: Targets) -> list:
+        self._refuse_development_keys(root, targets)
         return signing.load_online_signers(self._signer_uris(), signing.online_keys(root, targets))
+
+    def _development_keys(self) -> devkeys.DevelopmentKeys | None:
+        """The keys production refuses; None outside production."""
+        if self.settings.env != "production":
+            return None
+        return devkeys.known(self.settings.dev_keys_path)
+
+    def _development_key_problems(self, root: Root, targets: Targets | None) -> list[str]:
+        """Each role of ``root`` and ``targets`` trusting a development key, in production."""
+        dev = self._development_keys()
+        return [] if dev is None else devkeys.trusted_problems(root, targets, dev)
+
+    def _refuse_development_keys(self, root: Root, targets: Targets | None) -> None:
+        problems = self._development_key_problems(root, targets)
+        if problems:
+            raise DevelopmentKeyError(
+                f"{problems[0]}: development keys are refused in production (tuf.env = production)"
+            )
+
+    def _refuse_development_signers(self, signers: list) -> None:
+        dev = self._development_keys()
+        for signer in signers if dev is not None else ():
+            key = signer.public_key
+            if dev.is_development(key.keyid, key):
+                raise DevelopmentKeyError(
+                    f"online signer for key {key.keyid[:12]} is a development key: development "
+                    "keys are refused in production (tuf.env = production; a lost old key: "
+                    "--without-old-key)"
+                )
 
     def _signer_uris(self, uris: tuple[str, ...] | None = None) -> tuple[str, ...]:
         """``uris``, else the configured online signers (development keys outside production)."""
@@ -1189,13 +1222,25 @@ class TUFManager:
         dev_key = Path(self.settings.dev_keys_path or ".") / "online.pem"
         if not uris and self.settings.env != "production" and self.settings.dev_keys_path:
             uris = (f"file2:{dev_key}",)
-        if self.settings.env == "production":
-            for entry in uris:
-                scheme, _, location = signing.split_signer_entry(entry)[1].partition(":")
-                if scheme == "file2" and (Path(location).parent / DEV_KEYS_MARKER).exists():
-                    raise signing.SigningError(
-                        "development keys are refused in production (tuf.env = production)"
-                    )
+        dev = self._development_keys()
+        for entry in uris if dev is not None else ():
+            scheme, _, location = signing.split_signer_entry(entry)[1].partition(":")
+            if scheme != "file2":
+                continue
+            path = Path(location.partition("?")[0])
+            # A symlink is judged by the file it points to, a copy by the key it holds.
+            found = (path.resolve().parent / DEV_KEYS_MARKER).exists()
+            if not found and path.is_file():
+                try:
+                    key = signing.load_key_file(path).public_key
+                except Exception:  # unreadable: load_online_signers names the problem
+                    key = None
+                found = key is not None and dev.is_development(key.keyid, key)
+            if found:
+                raise DevelopmentKeyError(
+                    f"online signer {signing.redact_uri('file2:' + location)} is a development key: "
+                    "development keys are refused in production (tuf.env = production)"
+                )
         return uris
 
     def _check_offline_roles(self, root_bytes: bytes, targets_bytes: bytes):
@@ -1334,10 +1379,13 @@ class TUFManager:
                     f"('tuf ceremony prepare --{name}-expiry ...')"
                 )
         signers = [signing.split_signer_entry(entry) for entry in self.settings.online_signers]
+        development = self._development_key_problems(root, targets)
+        problems.extend(f"{problem}: refused in production" for problem in development)
         try:
             self._online_signers(root, targets)
         except signing.SigningError as exc:
-            problems.append(f"online signer: {exc}")
+            if not (development and isinstance(exc, DevelopmentKeyError)):  # listed just above
+                problems.append(f"online signer: {exc}")
         unfinished = [r.name for r in rows if r.reserved_version > r.version]
         if unfinished:
             problems.append(f"{len(unfinished)} role(s) waiting to be re-signed: an interrupted "
