@@ -34,6 +34,7 @@ from warehouse_stack import SetupError, Stack, ensure_static_manifests, http_get
 
 NAME = "tuf-demo"
 LEGACY = "legacy-demo"
+CACHED = "cache-demo"
 PAGE_TYPES = {"html": "text/html", "json": "application/vnd.pypi.simple.v1+json"}
 PUBLISH_TIMEOUT = float(os.environ.get("WAREHOUSE_E2E_PUBLISH_TIMEOUT", "90"))
 
@@ -148,6 +149,44 @@ def assert_pages_served_by_warehouse(stack: Stack, name: str, signed: dict[str, 
         assert body == stored
 
 
+def sql(stack: Stack, query: str, **params):
+    """One statement on the stack's database, committed; its first column of the first row."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(stack.database_url)
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(text(query), params)
+            return result.scalar() if result.returns_rows else None
+    finally:
+        engine.dispose()
+
+
+def last_serial(stack: Stack, name: str) -> int:
+    return sql(stack, "SELECT last_serial FROM projects WHERE normalized_name = :n", n=name)
+
+
+def publish_tasks_received(stack: Stack) -> int:
+    """How many ``warehouse_tuf.tasks.publish`` messages the worker has received (all its runs)."""
+    return len(re.findall(r"Task warehouse_tuf\.tasks\.publish\[[0-9a-f-]+\] received",
+                          stack.log("worker", 10**8)))
+
+
+def run_sync_file_to_cache(stack: Stack, path: str) -> str:
+    """Queue Warehouse's ``sync_file_to_cache`` for ``path`` and wait until the worker ran it.
+
+    Messages on the one queue are received in order, so once this task has succeeded the worker
+    has also received every message queued before it (a publish queued by an earlier commit).
+    """
+    task_id = stack.ops("queue-sync-file-to-cache", path)["task_id"]
+    done = re.compile(rf"Task warehouse\.packaging\.tasks\.sync_file_to_cache\[{task_id}\] "
+                      r"(succeeded|raised|failed)")
+    line = wait_for(stack, lambda: (lambda m: m.group(0) if m else None)(
+        done.search(stack.log("worker", 10**8))), f"the worker to run sync_file_to_cache[{task_id}]")
+    assert "succeeded" in line, f"{line}\n{stack.task_errors(about='sync_file_to_cache')}"
+    return task_id
+
+
 # -- setup commands ------------------------------------------------------------------------------
 
 
@@ -165,6 +204,24 @@ def test_tuf_db_upgrade_creates_the_tables_and_is_idempotent(world):
     assert {"tuf_roles", "tuf_targets", "tuf_pending_changes",
             "warehouse_tuf_alembic_version"} <= tables
     assert "release_files" in tables  # Warehouse's own schema beside them
+
+
+def test_warehouse_migration_check_leaves_the_extension_tables_alone(world):
+    """alembic's check in Warehouse's own environment passes on a database with the extension's
+    tables: Warehouse's autogenerate proposes no drop of them (the patch's include_name hook).
+
+    This Warehouse (280d3b457) has no ``warehouse db check`` subcommand; the check is
+    ``alembic.command.check(config.alembic_config())``, what ``warehouse db revision
+    --autogenerate`` compares without writing a revision file. The control: the same check with
+    the hook replaced by one that includes every table finds the extension's tables to drop.
+    """
+    stack = world.stack
+    check = stack.ops("db-check")
+    assert check == {"ok": True, "diffs": ""}, check
+    control = stack.ops("db-check", "--without-include-name")
+    assert not control["ok"], control
+    for table in ("tuf_roles", "tuf_targets", "tuf_pending_changes", "warehouse_tuf_alembic_version"):
+        assert "'remove_table'" in control["diffs"] and f"'{table}'" in control["diffs"], control
 
 
 def test_bootstrap_from_a_ceremony_payload(world):
@@ -245,6 +302,32 @@ def test_pages_are_what_warehouse_serves_at_simple(world, uploaded):
         assert f"{stack.files_url}{file['path']}#sha256={file['sha256']}".encode() in html
 
 
+def test_the_file_cache_task_queues_no_publish(world, uploaded):
+    """One publish task per transaction that recorded changes: the upload's, and none for the
+    commit of Warehouse's ``sync_file_to_cache`` (which only sets ``File.cached``)."""
+    stack = world.stack
+    wheel = stack.build_dists(CACHED, "1.0")[1]
+    run_sync_file_to_cache(stack, uploaded[0]["path"])  # the worker has received all before this
+    before = publish_tasks_received(stack)
+    upload = stack.twine_upload(world.token, wheel)
+    assert upload.returncode == 0, upload.stdout + upload.stderr
+    [file] = stack.ops("files", CACHED)
+    wait_published(stack, [file["path"]] + page_targets(CACHED), "the worker to publish the upload")
+    wait_for(stack, lambda: stack.ops("files", CACHED)[0]["cached"],
+             "Warehouse's sync_file_to_cache to set File.cached")
+    run_sync_file_to_cache(stack, file["path"])  # cached already: a no-op, received after the rest
+    assert publish_tasks_received(stack) - before == 1, stack.log("worker", 6000)
+
+    # The cache task's write again, by Warehouse's task run in the worker: not cached, then cached.
+    sql(stack, "UPDATE release_files SET cached = false WHERE path = :p", p=file["path"])
+    received = publish_tasks_received(stack)
+    run_sync_file_to_cache(stack, file["path"])
+    assert sql(stack, "SELECT cached FROM release_files WHERE path = :p", p=file["path"]) is True
+    run_sync_file_to_cache(stack, file["path"])
+    assert publish_tasks_received(stack) == received, stack.log("worker", 6000)
+    assert status(stack)["pending"] == 0
+
+
 def test_clients_refuse_tampered_files_and_pages(world, uploaded):
     stack = world.stack
     wheel = next(f for f in uploaded if f["filename"].endswith(".whl"))
@@ -291,6 +374,45 @@ def test_yank_changes_the_page_target(world, uploaded):
     for page in page_targets(NAME):
         assert results[page]["sha256"] == after[page]["hashes"]["sha256"]
     assert_pages_served_by_warehouse(stack, NAME, results)
+
+
+def test_a_new_collaborator_re_signs_the_page_with_the_new_serial(world, uploaded):
+    """A change that only moves the project's serial: Warehouse's "add collaborator" (invite, by
+    ``manage_project_roles``) and the invitee's acceptance (the ``Role`` row, by
+    ``verify_project_role``), each a committed transaction with its journal entry. Published by
+    the worker: the signed pages show the new serial and are what /simple/<name>/ serves."""
+    stack = world.stack
+    stack.ops("create-user", "bob", "another e2e password, not a real one", "bob@example.org")
+    steps = (
+        (("invite-role", NAME, "bob", "Maintainer", "alice"), "invite Maintainer bob"),
+        (("accept-role", NAME, "bob"), "accepted Maintainer bob"),
+    )
+    for command, action in steps:
+        serial_before = last_serial(stack, NAME)
+        response = stack.ops(*command)
+        assert response["status"] == 303 and all(q == "success" for q, _ in response["flashed"]), response
+        serial = last_serial(stack, NAME)
+        assert serial > serial_before
+        assert sql(stack, "SELECT action FROM journals WHERE id = :s", s=serial) == action
+        marker = f"<!--SERIAL {serial}-->".encode()
+
+        def re_signed():
+            html = f"{NAME}/{NAME}.html"
+            now = published(stack, [html])
+            return now if html in now and marker in stored_page(
+                stack, html, now[html]["hashes"]["sha256"]).read_bytes() else None
+
+        wait_for(stack, re_signed, f"the worker to re-sign the page with serial {serial} ({action})")
+        results = verified(stack, [(p, True) for p in page_targets(NAME)])
+        html = stored_page(stack, f"{NAME}/{NAME}.html", results[f"{NAME}/{NAME}.html"]["sha256"])
+        assert marker in html.read_bytes()
+        page_json = json.loads(stored_page(stack, f"{NAME}/{NAME}.json",
+                                           results[f"{NAME}/{NAME}.json"]["sha256"]).read_bytes())
+        assert page_json["meta"]["_last-serial"] == serial
+        assert_pages_served_by_warehouse(stack, NAME, results)
+    assert sql(stack, "SELECT r.role_name FROM roles r JOIN users u ON u.id = r.user_id "
+                      "JOIN projects p ON p.id = r.project_id "
+                      "WHERE u.username = 'bob' AND p.normalized_name = :n", n=NAME) == "Maintainer"
 
 
 def test_deleting_a_release_removes_its_file_targets(world, uploaded):
