@@ -18,6 +18,17 @@ without; then without, with; ...), and each request's wall time, from sending
 to the last byte of the response, is recorded on the client. Figures: p50,
 p99 (nearest rank), mean and max of each side, and the ratios with/without.
 
+The with/without difference of request times is within this machine's noise
+(p99 moves by tens of ms between runs), so the extension's own work inside
+each upload request is also measured directly: the "with" web process is
+``tests/serve_warehouse_timed.py``, which puts a timer around each of the
+extension's session listeners (``record_removals``, ``record_additions``,
+``record_bulk_deletes``, ``queue_publish``, ``forget_pending``) before
+Warehouse's ``configure()`` registers them, and writes the time they took in
+each ``POST /legacy/`` (one line per upload request). Figures: p50, p99, max
+(and mean) of that per-request time over the measured uploads, and the calls
+and time of each listener.
+
 Then the latency from an upload's response to its file being signed: one
 upload at a time to the "with" Warehouse, polling every 20 ms until the
 current ``timestamp.json`` reaches a snapshot whose bin for ``File.path``
@@ -52,6 +63,9 @@ from warehouse_stack import (  # noqa: E402
 )
 
 PROJECT = "bench-pkg"
+# The extension's session listeners that tests/serve_warehouse_timed.py times.
+LISTENERS = ("record_removals", "record_additions", "record_bulk_deletes", "queue_publish",
+             "forget_pending")
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -202,6 +216,30 @@ def unpack_pristine(source: Path, into: Path) -> Path:
     return tree
 
 
+def listener_times(path: Path) -> list[dict]:
+    """The lines ``serve_warehouse_timed.py`` wrote: one per upload request, in request order."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def listener_summary(rows: list[dict]) -> dict:
+    """p50/p99/max/mean of the extension's time per upload request (ms), and per listener."""
+    values = [row["ms"] for row in rows]
+    result = {"n": len(values), "p50_ms": round(percentile(values, 0.50), 3),
+              "p99_ms": round(percentile(values, 0.99), 3), "max_ms": round(max(values), 3),
+              "mean_ms": round(statistics.fmean(values), 3), "listeners": {}}
+    # Every listener, also one that never ran (forget_pending: no upload rolls back).
+    for name in sorted(set(LISTENERS) | {name for row in rows for name in row["listeners"]}):
+        calls = [row["listeners"].get(name, [0, 0.0])[0] for row in rows]
+        times = [row["listeners"].get(name, [0, 0.0])[1] for row in rows]
+        result["listeners"][name] = {"calls_per_request_mean": round(statistics.fmean(calls), 2),
+                                     "p50_ms": round(percentile(times, 0.50), 3),
+                                     "p99_ms": round(percentile(times, 0.99), 3),
+                                     "mean_ms": round(statistics.fmean(times), 3)}
+    return result
+
+
 def setup_stack(stack: Stack, *, tuf: bool, log) -> str:
     stack.create_database()
     stack.start_redis()
@@ -215,7 +253,11 @@ def setup_stack(stack: Stack, *, tuf: bool, log) -> str:
             + f" ({time.monotonic() - started:.1f}s)")
     token = stack.ops("create-user", "bench", "a benchmark password, not a real one",
                       "bench@example.org")["token"]
-    stack.start_web()
+    if tuf:  # the extension's listeners under a timer (see the docstring)
+        stack.start_web(script="serve_warehouse_timed.py",
+                        env={"WAREHOUSE_TUF_LISTENER_TIMES": str(stack.work / "listener-times.jsonl")})
+    else:
+        stack.start_web()
     stack.start_worker(concurrency=1)  # two Warehouses share two cores
     stack.start_beat()
     return token
@@ -267,6 +309,7 @@ def main() -> int:
         sides = {"with": Uploader(with_tuf, token_with), "without": Uploader(without, token_without)}
 
         times: dict[str, list[float]] = {"with": [], "without": []}
+        timings_file = with_tuf.work / "listener-times.jsonl"
         total = args.warmup + args.uploads
         log(f"{args.warmup} warm-up then {args.uploads} measured uploads per side, alternating")
         result["machine_start"] = machine()
@@ -282,6 +325,11 @@ def main() -> int:
             if (i + 1) % 50 == 0:
                 log(f"  {i + 1}/{total}")
         result["alternation_wall_s"] = round(time.monotonic() - started, 1)
+        # One line per 'with' upload request, written before its response: warm-up, then measured.
+        rows = listener_times(timings_file)
+        if len(rows) != total:
+            raise AssertionError(f"{timings_file}: {len(rows)} upload requests timed, expected {total}")
+        result["extension_in_request"] = listener_summary(rows[args.warmup:])
         result["machine_end"] = machine()
         result["with"] = summary(times["with"])
         result["without"] = summary(times["without"])
@@ -344,6 +392,13 @@ def main() -> int:
               f"mean {row['mean_ms']:8.2f} ms  max {row['max_ms']:8.2f} ms")
     print(f"  ratio with/without: p50 {result['ratio_p50']}  p99 {result['ratio_p99']}  "
           f"mean {result['ratio_mean']}")
+    ext = result["extension_in_request"]
+    print(f"  the extension's listeners inside each 'with' upload request ({ext['n']} requests): "
+          f"p50 {ext['p50_ms']:.3f} ms  p99 {ext['p99_ms']:.3f} ms  max {ext['max_ms']:.3f} ms  "
+          f"mean {ext['mean_ms']:.3f} ms")
+    for name, row in ext["listeners"].items():
+        print(f"    {name:<20} {row['calls_per_request_mean']:6.2f} calls/request  "
+              f"p50 {row['p50_ms']:.3f} ms  p99 {row['p99_ms']:.3f} ms  mean {row['mean_ms']:.3f} ms")
     print(f"files: with {result['files_with']} ({result['targets_signed_with']} signed targets), "
           f"without {result['files_without']}")
     if "latency" in result:

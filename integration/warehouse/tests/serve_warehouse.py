@@ -19,12 +19,19 @@ import waitress
 from warehouse.config import configure
 
 
-def main() -> None:
-    port = int(sys.argv[1])
-    threads = int(sys.argv[2]) if len(sys.argv) > 2 else 4
-    app = configure(settings={"enforce_https": False}).make_wsgi_app()
+def make_app():
+    return configure(settings={"enforce_https": False}).make_wsgi_app()
+
+
+def serve(app, argv: list[str]) -> None:
+    port = int(argv[1])
+    threads = int(argv[2]) if len(argv) > 2 else 4
     waitress.serve(app, host="127.0.0.1", port=port, threads=threads, ident="warehouse",
                    clear_untrusted_proxy_headers=True, _quiet=False)
+
+
+def main() -> None:
+    serve(make_app(), sys.argv)
 
 
 if __name__ == "__main__":

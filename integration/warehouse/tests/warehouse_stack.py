@@ -282,8 +282,11 @@ class Stack:
         path = self.work / "logs" / f"{name}.log"
         return path.read_text(errors="replace")[-tail:] if path.exists() else ""
 
-    def start_web(self, threads: int = 4, env: dict[str, str] | None = None) -> None:
-        process = self._start("web", [str(self.python), str(HERE / "serve_warehouse.py"),
+    def start_web(self, threads: int = 4, env: dict[str, str] | None = None,
+                  script: str = "serve_warehouse.py") -> None:
+        """The web process: ``script`` beside this file (``serve_warehouse.py``; the benchmark's
+        'with' side uses ``serve_warehouse_timed.py``)."""
+        process = self._start("web", [str(self.python), str(HERE / script),
                                       str(self.web_port), str(threads)], env={**self.env, **(env or {})})
 
         def answers() -> bool:
