@@ -139,7 +139,10 @@ def test_settings_parse_or_fail_with_one_line_naming_the_setting(given_settings,
         return
     assert parsed.bin_count == 2 ** parsed.bin_bits
     assert "sha256" in parsed.hash_algorithms
-    assert parsed.refresh_window < parsed.expiry["timestamp"] * 2
+    # No accepted configuration lets an online role expire before a refresh re-signs it.
+    assert parsed.refresh_window >= 2 * parsed.refresh_interval
+    for role in ("timestamp", "snapshot", "bins"):
+        assert parsed.expiry[role] > parsed.refresh_window + parsed.refresh_interval
 
 
 def test_oversize_setting_is_refused_at_the_documented_bound():

@@ -161,5 +161,5 @@ def includeme(config: Any) -> None:
         from celery.schedules import crontab
 
         config.add_periodic_task(settings.publish_interval, tasks.publish_pending)
-        config.add_periodic_task(crontab(minute="*/5"), tasks.refresh)
+        config.add_periodic_task(settings.refresh_interval, tasks.refresh)
         config.add_periodic_task(crontab(minute=30, hour=3), tasks.gc)

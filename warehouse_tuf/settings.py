@@ -52,6 +52,16 @@ def parse_duration(value: str | int | timedelta) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+def format_duration(value: timedelta) -> str:
+    """``value`` in the largest unit that divides it exactly: ``"1d"``, ``"90m"``, ``"45s"``."""
+    seconds = int(value.total_seconds())
+    for unit in ("d", "h", "m"):
+        size = {"d": 86400, "h": 3600, "m": 60}[unit]
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
 def _bin_count(value: str | int) -> int:
     count = int(value)
     if count < 2 or count > 2**20 or count & (count - 1):
@@ -125,7 +135,10 @@ SETTINGS: tuple[_Setting, ...] = (
     _Setting("tuf.expiry.snapshot", "1d", parse_duration, "snapshot expiry"),
     _Setting("tuf.expiry.timestamp", "1d", parse_duration, "timestamp expiry"),
     _Setting("tuf.refresh_window", "6h", parse_duration,
-             "refresh re-signs every online role expiring within this window"),
+             "refresh re-signs every online role expiring within this window "
+             "(at least twice tuf.refresh_interval; each online expiry must exceed window + interval)"),
+    _Setting("tuf.refresh_interval", "5m", parse_duration,
+             "the periodic refresh runs this often"),
     _Setting("tuf.publish_interval", "1m", parse_duration,
              "the periodic publish (safety net for lost task messages) runs this often"),
     _Setting("tuf.bin_expiry_spread", 0.5, _fraction,
@@ -176,6 +189,40 @@ def collect(settings: Mapping[str, Any], environ: Mapping[str, str] | None = Non
     return merged
 
 
+#: The roles the periodic refresh keeps signed (root and targets are signed offline).
+ONLINE_ROLES = ("timestamp", "snapshot", "bins")
+
+
+def _shown(key: str, value: timedelta) -> str:
+    return f"{key} ({_BY_KEY[key].envvar}) = {format_duration(value)}"
+
+
+def _check_refresh(parsed: Mapping[str, Any]) -> None:
+    """Refuse refresh settings under which an online role can expire before a refresh re-signs it.
+
+    A run re-signs every online role expiring within the window; the next run
+    comes one interval later. With window >= 2 x interval, a role is re-signed
+    with at least one interval left, even when one run is slow or missed. Each
+    online expiry must exceed window + interval, so that a role just re-signed
+    is not due again at the next run.
+    """
+    window, interval = parsed["tuf.refresh_window"], parsed["tuf.refresh_interval"]
+    if window < 2 * interval:
+        raise ConfigurationError(
+            f"{_shown('tuf.refresh_window', window)} must be at least twice "
+            f"{_shown('tuf.refresh_interval', interval)}: with one slow or missed refresh run "
+            "an online role would expire before it is re-signed"
+        )
+    for role in ONLINE_ROLES:
+        key = f"tuf.expiry.{role}"
+        if parsed[key] <= window + interval:
+            raise ConfigurationError(
+                f"{_shown(key, parsed[key])} must be longer than "
+                f"{_shown('tuf.refresh_window', window)} plus {_shown('tuf.refresh_interval', interval)}: "
+                f"{role} re-signed by one refresh run would be due again at the next"
+            )
+
+
 @dataclasses.dataclass(frozen=True)
 class TUFSettings:
     """The checked ``tuf.*`` settings."""
@@ -186,6 +233,7 @@ class TUFSettings:
     hash_algorithms: tuple[str, ...]
     expiry: dict[str, timedelta]
     refresh_window: timedelta
+    refresh_interval: timedelta
     publish_interval: timedelta
     bin_expiry_spread: float
     retention: timedelta
@@ -232,10 +280,7 @@ class TUFSettings:
                 f"tuf.bin_name_prefix = {parsed['tuf.bin_name_prefix']!r}: "
                 "use lowercase letters, digits and '_' (at most 32)"
             )
-        if parsed["tuf.refresh_window"] >= parsed["tuf.expiry.timestamp"] * 2:
-            raise ConfigurationError(
-                "tuf.refresh_window must be shorter than twice the timestamp expiry"
-            )
+        _check_refresh(parsed)
         return cls(
             env=parsed["tuf.env"],
             bin_count=parsed["tuf.bin_count"],
@@ -244,6 +289,7 @@ class TUFSettings:
             expiry={role: parsed[f"tuf.expiry.{role}"]
                     for role in ("root", "targets", "bins", "snapshot", "timestamp")},
             refresh_window=parsed["tuf.refresh_window"],
+            refresh_interval=parsed["tuf.refresh_interval"],
             publish_interval=parsed["tuf.publish_interval"],
             bin_expiry_spread=parsed["tuf.bin_expiry_spread"],
             retention=parsed["tuf.retention"],

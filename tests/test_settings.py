@@ -1,0 +1,83 @@
+"""Settings checked together: refresh cadence, refresh window and online expiries."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from pyramid.config import Configurator
+from sqlalchemy.orm import Session
+
+from warehouse_tuf import tasks
+from warehouse_tuf.settings import ConfigurationError, TUFSettings
+
+
+def test_the_defaults_are_accepted():
+    settings = TUFSettings.from_settings({}, environ={})
+    assert settings.refresh_interval == datetime.timedelta(minutes=5)
+    assert settings.refresh_window == datetime.timedelta(hours=6)
+    assert settings.refresh_window >= 2 * settings.refresh_interval
+    for role in ("timestamp", "snapshot", "bins"):
+        assert settings.expiry[role] > settings.refresh_window + settings.refresh_interval
+
+
+def test_the_limits_themselves_are_accepted():
+    settings = TUFSettings.from_settings(
+        {"tuf.refresh_interval": "10m", "tuf.refresh_window": "20m", "tuf.expiry.timestamp": "31m",
+         "tuf.expiry.snapshot": "31m", "tuf.expiry.bins": "31m"}, environ={})
+    assert settings.refresh_window == 2 * settings.refresh_interval
+
+
+@pytest.mark.parametrize("settings, environ, message", [
+    ({"tuf.refresh_window": "60s"}, {},
+     "tuf.refresh_window (TUF_REFRESH_WINDOW) = 1m must be at least twice "
+     "tuf.refresh_interval (TUF_REFRESH_INTERVAL) = 5m"),
+    ({}, {"TUF_REFRESH_WINDOW": "9m"},
+     "tuf.refresh_window (TUF_REFRESH_WINDOW) = 9m must be at least twice "
+     "tuf.refresh_interval (TUF_REFRESH_INTERVAL) = 5m"),
+    ({"tuf.refresh_interval": "4h"}, {},
+     "tuf.refresh_window (TUF_REFRESH_WINDOW) = 6h must be at least twice "
+     "tuf.refresh_interval (TUF_REFRESH_INTERVAL) = 4h"),
+    ({"tuf.expiry.timestamp": "6h"}, {},
+     "tuf.expiry.timestamp (TUF_EXPIRY_TIMESTAMP) = 6h must be longer than "
+     "tuf.refresh_window (TUF_REFRESH_WINDOW) = 6h plus tuf.refresh_interval (TUF_REFRESH_INTERVAL) = 5m"),
+    ({"tuf.expiry.snapshot": "365m"}, {},
+     "tuf.expiry.snapshot (TUF_EXPIRY_SNAPSHOT) = 365m must be longer than "
+     "tuf.refresh_window (TUF_REFRESH_WINDOW) = 6h plus tuf.refresh_interval (TUF_REFRESH_INTERVAL) = 5m"),
+    ({"tuf.expiry.bins": "1h"}, {},
+     "tuf.expiry.bins (TUF_EXPIRY_BINS) = 1h must be longer than "
+     "tuf.refresh_window (TUF_REFRESH_WINDOW) = 6h plus tuf.refresh_interval (TUF_REFRESH_INTERVAL) = 5m"),
+    ({"tuf.refresh_window": "20m", "tuf.expiry.timestamp": "25m"}, {},
+     "tuf.expiry.timestamp (TUF_EXPIRY_TIMESTAMP) = 25m must be longer than "
+     "tuf.refresh_window (TUF_REFRESH_WINDOW) = 20m plus tuf.refresh_interval (TUF_REFRESH_INTERVAL) = 5m"),
+])
+def test_refresh_settings_that_let_a_role_expire_are_refused(settings, environ, message):
+    with pytest.raises(ConfigurationError) as refused:
+        TUFSettings.from_settings(settings, environ=environ)
+    assert str(refused.value).startswith(message)
+    assert "\n" not in str(refused.value)
+
+
+def test_the_periodic_refresh_runs_at_the_refresh_interval(tmp_path):
+    """includeme schedules the refresh task every ``tuf.refresh_interval``, not on a fixed crontab."""
+    from celery import Celery
+
+    scheduled = {}
+
+    def add_periodic_task(config, schedule, func, **kwargs):
+        scheduled[func] = schedule
+
+    config = Configurator(settings={
+        "tuf.env": "development", "tuf.refresh_interval": "7m", "tuf.refresh_window": "1h",
+        "tuf.simple_renderer": "", "tuf.session_class": type("HostSession", (Session,), {}),
+        "tuf.storage.path": str(tmp_path / "metadata"), "tuf.simple.path": str(tmp_path / "simple"),
+        "tuf.models.project": "dev.models.Project", "tuf.models.release": "dev.models.Release",
+        "tuf.models.file": "dev.models.File", "tuf.models.journal": "dev.models.JournalEntry",
+    })
+    config.include("pyramid_services")
+    config.registry["celery.app"] = Celery(set_as_current=False)
+    config.add_directive("add_periodic_task", add_periodic_task, action_wrap=False)
+    config.include("warehouse_tuf")
+    config.commit()
+    assert scheduled[tasks.refresh] == datetime.timedelta(minutes=7)
+    assert scheduled[tasks.publish_pending] == datetime.timedelta(minutes=1)
