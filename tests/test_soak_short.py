@@ -72,7 +72,7 @@ def test_concurrent_uploads_and_deletes_through_a_broker_outage():
     assert report.details["polls"] >= 10 and report.details["files"] > 0
 
 
-def test_recover_refuses_what_it_cannot_resume_from():
+def test_recover_refuses_what_it_cannot_resume_from_and_rebuilds_a_lost_timestamp():
     with sandbox("sqlite") as box:
         engine = create_engine(box.url)
         with Session(engine) as session:
@@ -80,11 +80,15 @@ def test_recover_refuses_what_it_cannot_resume_from():
             (box.metadata / "2.root.json").write_bytes(b"{}")  # a newer root the database lacks
             with pytest.raises(RepositoryError, match="storage holds root version 2 but the database has 1"):
                 manager.recover()
-            (box.metadata / "2.root.json").unlink()
-            (box.metadata / "timestamp.json").unlink()
-            with pytest.raises(RepositoryError, match="no published repository to recover from"):
-                manager.recover()
             assert database_state(session)["unfinished"] == []  # refused: nothing marked
+            (box.metadata / "2.root.json").unlink()
+            # A lost timestamp.json is not refused: storage lost it, recover re-publishes it.
+            before = json.loads((box.metadata / "timestamp.json").read_bytes())["signed"]["version"]
+            (box.metadata / "timestamp.json").unlink()
+            result = manager.recover()
+            assert result.timestamp_version is None and result.publish is not None
+            after = json.loads((box.metadata / "timestamp.json").read_bytes())["signed"]["version"]
+            assert after > before and database_state(session)["unfinished"] == []
         engine.dispose()
 
 

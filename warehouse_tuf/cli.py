@@ -77,11 +77,14 @@ def upgrade(config: Any) -> None:
 
 @tuf.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object, for monitoring.")
+@click.option("--deep", is_flag=True,
+              help="Check that storage holds every bin the snapshot lists, not only the root "
+                   "chain, timestamp, snapshot and targets.")
 @click.pass_obj
-def status(config: Any, as_json: bool) -> None:
-    """Roles, versions, expiries, pending changes and problems."""
+def status(config: Any, as_json: bool, deep: bool) -> None:
+    """Roles, versions, expiries, pending changes, what storage lacks, and problems."""
     with service(config) as tuf_service:
-        report = tuf_service.status()
+        report = tuf_service.status(deep=deep)
     if as_json:
         click.echo(json.dumps(report, sort_keys=True))
         return
@@ -131,15 +134,34 @@ def refresh(config: Any) -> None:
 @tuf.command()
 @click.pass_obj
 def recover(config: Any) -> None:
-    """After restoring the database from a backup: resume from the published versions.
+    """After a database restore or a storage loss: resume from the published versions and
+    re-publish what storage lacks.
 
-    Changes committed after the backup are not re-queued; record them again
-    (e.g. by backfill), then publish.
+    Every root version and the current targets are written back from the
+    database; when storage lost online roles, every bin, the snapshot and the
+    timestamp are re-signed under new versions at once. After a database
+    restore, changes committed after the backup are not re-queued; record them
+    again (e.g. by backfill), then publish.
     """
     result = _call(config, lambda tuf_service: tuf_service.recover())
-    click.echo(f"storage publishes timestamp {result.timestamp_version}, snapshot "
-               f"{result.snapshot_version}; the next publish re-signs {result.roles} role(s) "
-               "under newer versions. Record changes made after the backup again, then publish.")
+    for name in result.restored:
+        click.echo(f"restored {name}")
+    for name in result.unrecoverable:
+        click.echo(f"problem: the database has no bytes for {name}: copy it back from the "
+                   "signed ceremony payload", err=True)
+    if result.timestamp_version is None:
+        click.echo("storage had no timestamp.json")
+    else:
+        click.echo(f"storage publishes timestamp {result.timestamp_version}, snapshot "
+                   f"{result.snapshot_version}")
+    if result.publish is not None:
+        click.echo(f"re-signed {len(result.publish.bins)} bin(s) under new versions: snapshot "
+                   f"{result.publish.snapshot_version}, timestamp {result.publish.timestamp_version}")
+    else:
+        click.echo(f"the next publish re-signs {result.roles} role(s) under newer versions. After a "
+                   "database restore, record changes made after the backup again, then publish.")
+    if result.unrecoverable:
+        sys.exit(1)
 
 
 @tuf.command("bootstrap-dev")

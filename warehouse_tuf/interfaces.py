@@ -51,7 +51,7 @@ class ITUFService(Interface):
         """Sign every file and simple page the host already has (resumable)."""
 
     def recover():
-        """After a database restore, resume version numbers from what storage has published."""
+        """Resume version numbers from what storage has published, re-publish what it lost."""
 
     def install(root_bytes, targets_bytes, online_signers=None, *, without_old_key=False):
         """Install offline-signed root N+1 and/or targets M+1 (rotation, renewal)."""
@@ -59,8 +59,8 @@ class ITUFService(Interface):
     def gc(dry_run=False):
         """Delete metadata versions outside the retention window (never a root)."""
 
-    def status():
-        """Role versions, expiries, pending count and the time of the last publish."""
+    def status(deep=False):
+        """Role versions, expiries, pending count, last publish, what storage lacks, problems."""
 
 
 class IMetadataStorage(Interface):

@@ -96,6 +96,21 @@ class RoleVersion(Base):
     updated_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class OfflineRoleVersion(Base):
+    """Every version ever installed of root and targets, as offline-signed (public data).
+
+    ``tuf recover`` re-publishes them when storage lost them: clients walk the
+    root chain from ``1.root.json``, so every root version must stay available.
+    """
+
+    __tablename__ = "tuf_offline_roles"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    signed_bytes: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class TargetKind(str, enum.Enum):
     FILE = "file"
     PAGE = "page"

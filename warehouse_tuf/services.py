@@ -28,7 +28,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, object_session, sessionmaker
 from tuf.api.metadata import (
     Metadata,
     MetaFile,
@@ -46,6 +46,7 @@ from warehouse_tuf.locking import LockTimeout, publish_lock
 from warehouse_tuf.metrics import PREFIX as METRICS_PREFIX, NullMetrics, host_metrics, report_run
 from warehouse_tuf.models import (
     ChangeKind,
+    OfflineRoleVersion,
     PendingChange,
     RoleVersion,
     Target,
@@ -144,11 +145,20 @@ Dispatch = Callable[[list[list[int]], datetime.datetime, datetime.datetime], Non
 
 @dataclass
 class RecoveryResult:
-    """What :meth:`TUFManager.recover` found published, and how many roles it marked."""
+    """What :meth:`TUFManager.recover` found published, put back, and marked.
 
-    timestamp_version: int
-    snapshot_version: int
+    ``timestamp_version`` and ``snapshot_version`` are None when storage had
+    lost them; ``restored`` names the root and targets files written back,
+    ``unrecoverable`` the ones the database has no bytes for, and ``publish``
+    is the re-signing run when storage had lost online roles.
+    """
+
+    timestamp_version: int | None
+    snapshot_version: int | None
     roles: int
+    restored: list[str] = field(default_factory=list)
+    unrecoverable: list[str] = field(default_factory=list)
+    publish: PublishResult | None = None
 
 
 @dataclass
@@ -480,6 +490,7 @@ class TUFManager:
             if md is not None:
                 self._update_row(rows[name], md.signed.version, md.signed.expires, data, now)
                 rows[name].signed_bytes = data
+                self._keep_offline_version(s, name, md.signed.version, data)
         s.commit()
         log.warning("tuf install: re-installed published root %d / targets %d after a restore",
                     rows["root"].version, rows["targets"].version)
@@ -524,6 +535,7 @@ class TUFManager:
         self.storage.put(f"{signed.version}.{row.name}.json", data)
         self._update_row(row, signed.version, signed.expires, data, now)
         row.signed_bytes = data
+        self._keep_offline_version(object_session(row), row.name, signed.version, data)
 
     # -- publish and refresh ------------------------------------------------------
 
@@ -585,18 +597,26 @@ class TUFManager:
         }
 
     def recover(self) -> RecoveryResult:
-        """Resume from the versions storage has published, after a database restore.
+        """Resume from what storage publishes after a database restore; re-publish what storage lost.
 
-        Each online role's version becomes at least its published one, and its
-        reserved version moves past every version storage holds, so the next
-        publish re-signs all of them from the database's targets under new
-        numbers. Changes committed after the backup are not in the restored
-        database and are not re-queued: record them again (e.g. by backfill).
+        - Every root version (the chain clients walk from ``1.root.json``) and
+          the current targets that storage lacks are written back from the
+          database, byte for byte (the same version names the same bytes).
+        - Each online role's version becomes at least its published one, and
+          its reserved version moves past every version storage holds, so the
+          next publish re-signs all of them from the database's targets under
+          new numbers: a client holding the newest timestamp, snapshot or bin
+          is never rolled back.
+        - When storage lost online roles clients need (``timestamp.json``, the
+          snapshot, a bin), that publish runs now. After a database restore
+          with storage intact it is left to the operator: changes committed
+          after the backup are not in the restored database and are not
+          re-queued, so record them again (e.g. by backfill), then publish.
         """
         with publish_lock(self.engine, self.settings.lock_timeout), self._sessions() as s:
             self._offline_roles(s)  # bootstrapped; the signers may trust a root not reinstalled yet
             rows = {row.name: row for row in s.scalars(select(RoleVersion))}
-            published = self._published_versions()
+            published = self._published_versions(missing_ok=True)
             highest = dict(published)
             for name in self.storage.list():
                 version, _, role = name.partition(".")
@@ -609,6 +629,8 @@ class TUFManager:
                         f"storage holds {name} version {highest[name]} but the database has "
                         f"{rows[name].version}: install the newer offline-signed {name} first"
                     )
+            missing = self._storage_check(deep=True)["missing"]
+            restored, unrecoverable = self._restore_offline_roles(s, rows)
             online = [row for name, row in rows.items() if name not in ("root", "targets")]
             for row in online:
                 row.version = max(row.version, published.get(row.name, 0))
@@ -618,12 +640,93 @@ class TUFManager:
                     row.reserved_version, highest.get(row.name, 0), row.version + 1
                 )
             s.commit()
-        log.warning("tuf recover: resumed from timestamp %d, snapshot %d; %d roles to re-sign",
-                    published["timestamp"], published["snapshot"], len(online))
-        return RecoveryResult(published["timestamp"], published["snapshot"], len(online))
+        result = RecoveryResult(published.get("timestamp"), published.get("snapshot"), len(online),
+                                restored, unrecoverable)
+        lost_online = [name for name in missing if not name.endswith((".root.json", ".targets.json"))]
+        log.warning("tuf recover: storage published timestamp %s, snapshot %s; %d roles to re-sign; "
+                    "%d file(s) missing, %d root/targets restored, %d unrecoverable",
+                    result.timestamp_version, result.snapshot_version, len(online), len(missing),
+                    len(restored), len(unrecoverable))
+        if lost_online:
+            result.publish = self.publish()
+        return result
 
-    def _published_versions(self) -> dict[str, int]:
-        """Role name -> version, as storage's timestamp.json and its snapshot publish them."""
+    def _restore_offline_roles(self, s: Session, rows: dict[str, RoleVersion]) -> tuple[list[str], list[str]]:
+        """Write back every root version and the current targets that storage lacks.
+
+        Returns the names written and the names the database holds no bytes for
+        (roots installed before it kept them: put them back from the signed
+        ceremony payloads).
+        """
+        kept = {(name, version): data for name, version, data in s.execute(
+            select(OfflineRoleVersion.name, OfflineRoleVersion.version, OfflineRoleVersion.signed_bytes)
+        )}
+        kept[("root", rows["root"].version)] = rows["root"].signed_bytes
+        kept[("targets", rows["targets"].version)] = rows["targets"].signed_bytes
+        wanted = [("root", v) for v in range(1, rows["root"].version + 1)]
+        wanted.append(("targets", rows["targets"].version))
+        files, unrecoverable = {}, []
+        for name, version in wanted:
+            filename = f"{version}.{name}.json"
+            if self.storage.exists(filename):
+                continue
+            if kept.get((name, version)) is None:
+                unrecoverable.append(filename)
+            else:
+                files[filename] = kept[(name, version)]
+        self.storage.put_many(files)  # roots in version order: a client walks them one by one
+        for name, version in wanted:
+            if (name, version) in kept:
+                self._keep_offline_version(s, name, version, kept[(name, version)])
+        return list(files), unrecoverable
+
+    def _storage_check(self, *, deep: bool = False) -> dict[str, Any]:
+        """Whether storage holds what clients need first: the root chain, ``timestamp.json``,
+        the snapshot and targets it names; with ``deep``, every bin the snapshot lists.
+
+        Names are taken from storage's own timestamp and snapshot when they are
+        there, else from the database's versions.
+        """
+        with self._sessions() as s:
+            top = {row.name: row for row in s.scalars(select(RoleVersion).where(RoleVersion.bin_index.is_(None)))}
+            bins = dict(s.execute(select(RoleVersion.name, RoleVersion.version)
+                                  .where(RoleVersion.bin_index.is_not(None))).all()) if deep else {}
+        problems: list[str] = []
+        wanted = [f"{v}.root.json" for v in range(1, top["root"].version + 1)]
+        wanted.append("timestamp.json")
+        snapshot_version = top["snapshot"].version
+        stored = self._stored_bytes("timestamp.json")
+        if stored is not None:
+            try:
+                snapshot_version = int(json.loads(stored)["signed"]["meta"]["snapshot.json"]["version"])
+            except (ValueError, KeyError, TypeError):
+                problems.append("storage's timestamp.json is not valid timestamp metadata")
+        wanted.append(f"{snapshot_version}.snapshot.json")
+        meta: dict[str, Any] | None = None
+        stored = self._stored_bytes(f"{snapshot_version}.snapshot.json")
+        if stored is not None:
+            try:
+                meta = {name.removesuffix(".json"): int(entry["version"])
+                        for name, entry in json.loads(stored)["signed"]["meta"].items()}
+            except (ValueError, KeyError, TypeError, AttributeError):
+                problems.append(f"storage's {snapshot_version}.snapshot.json is not valid snapshot metadata")
+        listed = meta if meta is not None else {"targets": top["targets"].version, **bins}
+        wanted.append(f"{listed.get('targets', top['targets'].version)}.targets.json")
+        if deep:
+            wanted.extend(f"{version}.{name}.json" for name, version in sorted(listed.items())
+                          if name != "targets")
+        missing = [name for name in dict.fromkeys(wanted) if not self.storage.exists(name)]
+        if missing:
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            problems.append(f"storage is missing {len(missing)} file(s) clients need: {shown} "
+                            "(run 'tuf recover')")
+        return {"deep": deep, "checked": len(set(wanted)), "missing": missing, "problems": problems}
+
+    def _published_versions(self, *, missing_ok: bool = False) -> dict[str, int]:
+        """Role name -> version, as storage's timestamp.json and its snapshot publish them.
+
+        With ``missing_ok``, storage that lost them publishes nothing (an empty dict).
+        """
         try:
             timestamp = Metadata[Timestamp].from_bytes(self.storage.get("timestamp.json"))
             snapshot_version = timestamp.signed.snapshot_meta.version
@@ -631,6 +734,8 @@ class TUFManager:
                 self.storage.get(f"{snapshot_version}.snapshot.json")
             )
         except FileNotFoundError as exc:
+            if missing_ok:
+                return {}
             raise RepositoryError(f"storage has no published repository to recover from: {exc}") from None
         except Exception as exc:
             raise RepositoryError(f"storage's timestamp or snapshot is not valid TUF metadata: {exc}") from None
@@ -1301,7 +1406,13 @@ class TUFManager:
             signed_bytes=data,
         )
         s.add(row)
+        self._keep_offline_version(s, name, signed.version, data)
         return row
+
+    @staticmethod
+    def _keep_offline_version(s: Session, name: str, version: int, data: bytes) -> None:
+        """Keep these bytes of root or targets for good (``tuf recover`` re-publishes them)."""
+        s.merge(OfflineRoleVersion(name=name, version=version, signed_bytes=data))
 
     def _bin_name(self, index: int) -> str:
         return targetlib.bin_name(index, self.settings.bin_bits, self.settings.bin_name_prefix)
@@ -1345,8 +1456,12 @@ class TUFManager:
 
     # -- status ------------------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
-        """Role versions and expiries, pending changes, last publish, and problems."""
+    def status(self, *, deep: bool = False) -> dict[str, Any]:
+        """Role versions and expiries, pending changes, last publish, and problems.
+
+        Storage is checked for what clients need first (root chain, timestamp,
+        its snapshot and targets); with ``deep``, for every bin as well.
+        """
         with self._sessions() as s:
             rows = list(s.scalars(select(RoleVersion)))
             pending, oldest = s.execute(
@@ -1390,6 +1505,8 @@ class TUFManager:
         if unfinished:
             problems.append(f"{len(unfinished)} role(s) waiting to be re-signed: an interrupted "
                             "publish, or a backfill under way (the next publish signs them)")
+        storage = self._storage_check(deep=deep)
+        problems.extend(storage.pop("problems"))
         return {
             "bootstrapped": True,
             "roles": roles,
@@ -1409,6 +1526,7 @@ class TUFManager:
             ],
             "last_publish": top["timestamp"].updated_at.isoformat(),
             "problems": problems,
+            "storage": storage,
         }
 
 
