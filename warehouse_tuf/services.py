@@ -85,6 +85,10 @@ class StorageAheadError(RepositoryError):
     """Storage holds newer metadata than the database knows (restored from a backup?)."""
 
 
+class BinLayoutError(RepositoryError):
+    """The bin settings disagree with the bins the installed targets delegates to."""
+
+
 class DevelopmentKeyError(signing.SigningError):
     """Production was asked to trust or sign with a development key."""
 
@@ -204,6 +208,8 @@ class TUFManager:
         # never in the caller's transaction.
         self._sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
         self._serializer = JSONSerializer(compact=True)
+        #: The installed targets' bin layout, read (and checked) with the offline roles.
+        self._layout: targetlib.BinLayout | None = None
 
     @classmethod
     def create_service(cls, context: Any, request: Any) -> "TUFManager":
@@ -271,7 +277,8 @@ class TUFManager:
             self.storage.put("1.root.json", root_bytes)
             self.storage.put("1.targets.json", targets_bytes)
             trusted = _Trusted(root, targets, signers)
-            count = self.settings.bin_count
+            self._layout = _delegated_layout(targets.signed)
+            count = self._layout.count
             spread = self.settings.bin_expiry_spread
             expiry = self.settings.expiry["bins"]
             rows = dict(offline)
@@ -840,7 +847,7 @@ class TUFManager:
             )
 
     def _bins_touched(self, s: Session, changes: list[PendingChange]) -> dict[str, int]:
-        bits = self.settings.bin_bits
+        bits = self._bins().bits
         indexes: set[int] = set()
         for change in changes:
             kind = ChangeKind(change.kind)
@@ -867,7 +874,7 @@ class TUFManager:
         Pages are rendered and stored before the first write, so that the write
         transaction stays short (SQLite has a single writer: the uploads).
         """
-        bits = self.settings.bin_bits
+        bits = self._bins().bits
         pages = self._render_pages(
             c.project for c in changes
             if c.kind in (ChangeKind.REMOVE_PROJECT.value, ChangeKind.RENDER_PAGES.value)
@@ -919,7 +926,7 @@ class TUFManager:
                 for digest in hashes.values():
                     files[targetlib.prefixed_name(path, digest)] = data
                 pages[project].append({
-                    "path": path, "bin_index": targetlib.bin_index(path, self.settings.bin_bits),
+                    "path": path, "bin_index": self._bins().index(path),
                     "length": len(data), "hashes": hashes, "kind": TargetKind.PAGE.value,
                     "project": project, "release": None,
                 })
@@ -1044,7 +1051,7 @@ class TUFManager:
             rows = {row.name: row for row in s.scalars(select(RoleVersion).where(RoleVersion.bin_index.is_(None)))}
             self._check_storage_not_ahead(rows["timestamp"])
             wanted = sorted(set(
-                range(self.settings.bin_count) if indexes is None else indexes
+                range(self._bins().count) if indexes is None else indexes
             ))
             self._reserve_bins(s, wanted)
             versions = self._reserve(s, rows, ["snapshot", "timestamp"])
@@ -1065,11 +1072,21 @@ class TUFManager:
 
     @staticmethod
     def _reserve_bins(s: Session, indexes: list[int]) -> None:
-        """Reserve the next version of each bin (never one handed out before), in a few statements."""
+        """Reserve the next version of each bin (never one handed out before), in a few statements.
+
+        A bin without a row would be signed into no role while its changes are
+        dropped: refused (the caller rolls back).
+        """
         roles = RoleVersion.__table__
+        reserved = 0
         for chunk in _chunks(indexes):
-            s.execute(update(roles).where(roles.c.bin_index.in_(chunk))
-                      .values(reserved_version=roles.c.reserved_version + 1))
+            reserved += s.execute(update(roles).where(roles.c.bin_index.in_(chunk))
+                                  .values(reserved_version=roles.c.reserved_version + 1)).rowcount
+        if reserved != len(indexes):
+            raise BinLayoutError(
+                f"{len(indexes) - reserved} of {len(indexes)} bins to sign have no role in the database "
+                "(a bin index outside the installed layout): nothing was published"
+            )
 
     def _sign_open_bins(self, indexes: list[int], now: datetime.datetime,
                         renew_before: datetime.datetime) -> None:
@@ -1184,7 +1201,7 @@ class TUFManager:
                 if not page:
                     break
                 rows = []
-                bits, algorithms = self.settings.bin_bits, self.settings.hash_algorithms
+                bits, algorithms = self._bins().bits, self.settings.hash_algorithms
                 for file in page:
                     try:
                         rows.append(self._file_target(file, bits, algorithms))
@@ -1207,7 +1224,7 @@ class TUFManager:
                 if self.request is not None:
                     # The renderer loads each project into the request's session: let them go.
                     self.request.db.expunge_all()
-                bits = self.settings.bin_bits
+                bits = self._bins().bits
                 self._mark_bins(s, {targetlib.bin_index(path, bits)
                                     for name in names for path in targetlib.page_paths(name).values()})
                 s.commit()
@@ -1285,8 +1302,32 @@ class TUFManager:
         }
         if len(roles) < 2:
             raise NotBootstrappedError("the TUF repository is not bootstrapped yet (run 'tuf bootstrap')")
-        return (Metadata[Root].from_bytes(roles["root"].signed_bytes),
-                Metadata[Targets].from_bytes(roles["targets"].signed_bytes))
+        root = Metadata[Root].from_bytes(roles["root"].signed_bytes)
+        targets = Metadata[Targets].from_bytes(roles["targets"].signed_bytes)
+        layout = _delegated_layout(targets.signed)
+        problem = self._layout_problem(layout)
+        if problem:
+            raise BinLayoutError(problem)
+        self._layout = layout
+        return root, targets
+
+    def _bins(self) -> targetlib.BinLayout:
+        """The bin layout of the installed targets (read once per manager), never the settings'."""
+        if self._layout is None:
+            with self._sessions() as s:
+                self._offline_roles(s)
+        return self._layout
+
+    def _layout_problem(self, layout: targetlib.BinLayout) -> str | None:
+        """Why the bin settings disagree with ``layout``, the installed one; None when they agree."""
+        settings = self.settings
+        if layout.bits != settings.bin_bits:
+            return (f"tuf.bin_count (TUF_BIN_COUNT) is {settings.bin_count} but the installed targets "
+                    f"delegates to {layout.count} bins: set it to {layout.count} (bins are fixed at bootstrap)")
+        if layout.prefix != settings.bin_name_prefix:
+            return (f"tuf.bin_name_prefix (TUF_BIN_NAME_PREFIX) is {settings.bin_name_prefix!r} but the "
+                    f"installed targets names its bins {layout.prefix}-*: set it to {layout.prefix!r}")
+        return None
 
     def _online_signers(self, root: Root, targets: Targets) -> list:
         self._refuse_development_keys(root, targets)
@@ -1415,7 +1456,7 @@ class TUFManager:
         s.merge(OfflineRoleVersion(name=name, version=version, signed_bytes=data))
 
     def _bin_name(self, index: int) -> str:
-        return targetlib.bin_name(index, self.settings.bin_bits, self.settings.bin_name_prefix)
+        return self._bins().name(index)
 
     # -- garbage collection -------------------------------------------------------------
 
@@ -1493,6 +1534,9 @@ class TUFManager:
                     f"{name} expires at {top[name].expires.isoformat()}: run the signing ceremony "
                     f"('tuf ceremony prepare --{name}-expiry ...')"
                 )
+        layout_problem = self._layout_problem(_delegated_layout(targets))
+        if layout_problem:
+            problems.append(f"{layout_problem}; publish and refresh refuse until then")
         signers = [signing.split_signer_entry(entry) for entry in self.settings.online_signers]
         development = self._development_key_problems(root, targets)
         problems.extend(f"{problem}: refused in production" for problem in development)
@@ -1528,6 +1572,14 @@ class TUFManager:
             "problems": problems,
             "storage": storage,
         }
+
+
+def _delegated_layout(targets: Targets) -> targetlib.BinLayout:
+    """The succinct hash bins ``targets`` delegates to (TAP 15)."""
+    succinct = targets.delegations.succinct_roles if targets.delegations else None
+    if succinct is None:
+        raise RepositoryError("the installed targets delegates to no succinct hash bins (TAP 15)")
+    return targetlib.BinLayout(succinct.bit_length, succinct.name_prefix)
 
 
 def _chunks(items: list, size: int = _CHUNK) -> Iterator[list]:

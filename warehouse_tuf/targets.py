@@ -97,6 +97,24 @@ def bin_name(index: int, bits: int, prefix: str) -> str:
     return f"{prefix}-{index:0{width}x}"
 
 
+@dataclass(frozen=True)
+class BinLayout:
+    """TAP 15 succinct hash bins: ``2**bits`` bins named ``<prefix>-<hex>``."""
+
+    bits: int
+    prefix: str
+
+    @property
+    def count(self) -> int:
+        return 2**self.bits
+
+    def index(self, path: str) -> int:
+        return bin_index(path, self.bits)
+
+    def name(self, index: int) -> str:
+        return bin_name(index, self.bits, self.prefix)
+
+
 def hash_data(data: bytes, algorithms: tuple[str, ...]) -> dict[str, str]:
     hashes = {}
     for name in algorithms:
