@@ -89,6 +89,26 @@ def test_a_journal_entry_alone_re_signs_the_pages_it_names(config, host_session)
     assert f"SERIAL {project.last_serial}".encode() in page
 
 
+def test_pages_are_marked_once_per_transaction_and_again_after_a_savepoint_rolls_back(config, host_session):
+    committed_file(host_session, config=config)
+    for action in ("new release", "add source file"):  # two flushes, as an upload makes
+        host_session.add(JournalEntry(name="Demo", version="2.0", action=action))
+        host_session.flush()
+    assert recorded(host_session) == [(PAGES, None, "demo")]
+    savepoint = host_session.begin_nested()
+    host_session.add(JournalEntry(name="Other", action="create"))
+    host_session.flush()
+    savepoint.rollback()
+    host_session.add(JournalEntry(name="Other", action="create"))
+    host_session.flush()
+    assert recorded(host_session) == [(PAGES, None, "demo"), (PAGES, None, "other")]
+    host_session.commit()
+    host_session.add(JournalEntry(name="Demo", action="add Owner someone"))
+    host_session.flush()  # a new transaction marks its pages again
+    assert recorded(host_session)[-1] == (PAGES, None, "demo")
+    host_session.rollback()
+
+
 def test_a_change_no_page_shows_records_nothing_and_queues_nothing(config, host_session, monkeypatch):
     """Warehouse's file-cache task sets File.cached: nothing to sign, so no publish task."""
     file = committed_file(host_session, config=config)

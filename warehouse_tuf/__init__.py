@@ -23,6 +23,8 @@ from warehouse_tuf.targets import file_hashes
 log = logging.getLogger("warehouse_tuf")
 
 PENDING_KEY = "warehouse_tuf.pending"
+#: Projects whose pages this transaction already marked for re-signing (one row is enough).
+PAGES_KEY = "warehouse_tuf.pages"
 
 
 def record_removals(config: Any, session: Session, flush_context: Any, instances: Any) -> None:
@@ -64,8 +66,10 @@ def record_additions(config: Any, session: Session, flush_context: Any) -> None:
             ))
         elif isinstance(obj, Journal) and obj.name:
             projects[pending.normalize_project_name(obj.name)] = None
-    rows.extend(pending.pages_changed(project) for project in projects)
+    marked = session.info.setdefault(PAGES_KEY, set())
+    rows.extend(pending.pages_changed(project) for project in projects if project not in marked)
     _record(session, rows)
+    marked.update(projects)
 
 
 def record_bulk_deletes(config: Any, state: ORMExecuteState) -> None:
@@ -120,6 +124,16 @@ def forget_pending(config: Any, session: Session) -> None:
     session.info.pop(PENDING_KEY, None)
 
 
+def forget_marked_pages(config: Any, session: Session, transaction: Any) -> None:
+    """``after_transaction_end``: a transaction or savepoint ended (not a flush's): mark pages afresh.
+
+    A savepoint rolled back takes its rows with it, so pages are marked again
+    after any savepoint ends; the flushes inside one transaction share the mark.
+    """
+    if transaction.nested or transaction.parent is None:
+        session.info.pop(PAGES_KEY, None)
+
+
 def includeme(config: Any) -> None:
     settings = TUFSettings.from_settings(config.get_settings())
     registry = config.registry
@@ -154,6 +168,7 @@ def includeme(config: Any) -> None:
             ("do_orm_execute", record_bulk_deletes),
             ("after_commit", queue_publish),
             ("after_rollback", forget_pending),
+            ("after_transaction_end", forget_marked_pages),
         )
         for name, listener in listeners:
             event.listen(session_class, name, functools.partial(listener, config))
