@@ -4,7 +4,7 @@
 
 Kill points are the moments where a crash can leave a different state behind:
 every flush and every commit (before and after) of any database session, and
-every rename and sync of the storage writes. With ``--upload NAME`` the
+every rename and fsync (of a file or a directory) of the storage writes. With ``--upload NAME`` the
 process first records one file in a transaction of its own, as an upload
 request would, so a kill can also land before or after an upload's commit.
 Every operation but refresh ends with a publish, as the task queued by the
@@ -23,6 +23,7 @@ import json
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from sqlalchemy import create_engine, event
@@ -43,11 +44,13 @@ class KillPoints:
     def __init__(self, kill_at: int | None) -> None:
         self.kill_at = kill_at
         self.passed = 0
+        self._lock = threading.Lock()  # LocalStorage fsyncs on a few threads
 
     def __call__(self, *args, **kwargs) -> None:
-        self.passed += 1
-        if self.passed == self.kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
+        with self._lock:
+            self.passed += 1
+            if self.passed == self.kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
 
     def around(self, function):
         def wrapped(*args, **kwargs):
@@ -62,7 +65,7 @@ class KillPoints:
             event.listen(Session, name, self)
         # LocalStorage looks these up on the os module at call time.
         os.replace = self.around(os.replace)
-        os.sync = self.around(os.sync)
+        os.fsync = self.around(os.fsync)
 
 
 def online_signer_entries(session: Session, keyring: dict[str, str]) -> tuple[str, ...]:
