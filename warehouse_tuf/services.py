@@ -22,6 +22,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -1128,22 +1129,33 @@ class TUFManager:
             sha256=bindparam("b_sha256"), updated_at=now,
         )
         signed = 0
-        with self._sessions() as s:
+        # One batch's bytes are written (and fsynced, which releases the GIL) on a thread while the
+        # next batch is signed; its rows are updated only once they are durable.
+        with self._sessions() as s, ThreadPoolExecutor(max_workers=1) as writer:
             trusted = self._trusted(s)
             reserved = self._open_reservations(s, indexes)
             batch: list[tuple[int, dict, bytes]] = []
+            writing: tuple[Future[None], list[dict]] | None = None
+
+            def record_written() -> None:
+                nonlocal signed, writing
+                if writing is not None:
+                    stored, reports = writing
+                    writing = None
+                    stored.result()  # the bytes are durable before the rows say so
+                    s.execute(done, reports)
+                    s.commit()
+                    signed += len(reports)
 
             def flush() -> None:
-                nonlocal signed, batch
+                nonlocal batch, writing
                 still = self._open_reservations(s, [index for index, _, _ in batch])
                 s.commit()
                 batch = [item for item in batch if still.get(item[0]) == reserved[item[0]]]
+                record_written()
                 if batch:
-                    # The bytes are durable before the rows say so.
-                    self.storage.put_many({f"{r['b_version']}.{r['b_name']}.json": data for _, r, data in batch})
-                    s.execute(done, [report for _, report, _ in batch])
-                    s.commit()
-                signed += len(batch)
+                    files = {f"{r['b_version']}.{r['b_name']}.json": data for _, r, data in batch}
+                    writing = (writer.submit(self.storage.put_many, files), [report for _, report, _ in batch])
                 batch = []
 
             for index, entries in self._bin_contents(s, sorted(reserved)):
@@ -1157,6 +1169,7 @@ class TUFManager:
                     flush()
             if batch:
                 flush()
+            record_written()
         return signed
 
     @staticmethod

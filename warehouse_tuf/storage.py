@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
-from contextlib import nullcontext
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
@@ -18,35 +17,22 @@ class StorageError(OSError):
     """Storage refused a write or a name."""
 
 
-#: Threads waiting on the fsyncs of one batch: enough for the filesystem to commit them together.
-_SYNC_THREADS = 32
-#: Temporary files a batch holds open at once (the file descriptor budget).
-_WINDOW = 256
+#: Threads fsyncing one batch: enough for the filesystem to commit them together.
+_SYNC_THREADS = 8
 
 
-def _write_temporary(path: Path, data: bytes) -> tuple[str, int]:
-    """``data`` in a new temporary file beside ``path``, its writeback started; its name and open fd."""
+def _write_temporary(path: Path, data: bytes) -> str:
+    """``data`` in a new temporary file beside ``path``, fsynced and closed; its name."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        # Start the writeback now, so that the fsyncs that follow find most of the batch on its way
-        # to the disk and share the filesystem's commits, rather than each forcing its own.
-        if hasattr(os, "posix_fadvise"):
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
     except BaseException:
-        os.close(fd)
         os.unlink(tmp)
         raise
-    return tmp, fd
-
-
-def _fsync_and_close(fd: int) -> None:
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    return tmp
 
 
 def _make_directories(directory: Path) -> list[Path]:
@@ -122,8 +108,8 @@ class LocalStorage:
         Each file is written to a temporary name and fsynced, then renamed into
         place, then each directory whose entries changed is fsynced once: only
         what this call wrote reaches the disk, never the rest of the host's
-        I/O (no ``sync()``). The fsyncs of a batch are waited for together, so
-        that the filesystem commits them together.
+        I/O (no ``sync()``). The files of a batch are written and fsynced on a
+        few threads, so that the filesystem commits their fsyncs together.
         """
         directories: set[Path] = set()  # whose entries change: fsynced after the renames
         staged: list[tuple[str, Path]] = []
@@ -156,23 +142,32 @@ class LocalStorage:
     def _stage(targets: list[tuple[Path, bytes]], staged: list[tuple[str, Path]]) -> None:
         """Write each ``(path, data)`` to a fsynced temporary file beside it; append them to ``staged``.
 
-        A window of files is written and its writeback started, then their
-        fsyncs are waited for on many threads at once. ``staged`` keeps the
-        order of ``targets`` (the renames follow it) and holds every temporary
-        file written, even when a write fails, so that the caller removes them all.
+        A few threads share the files, each writing and fsyncing its own share
+        in turn. ``staged`` keeps the order of ``targets`` (the renames follow
+        it) and holds every temporary file written, even when a write fails,
+        so that the caller removes them all.
         """
+        temporary: list[str | None] = [None] * len(targets)
+
+        def write(share: range) -> BaseException | None:
+            try:
+                for i in share:
+                    temporary[i] = _write_temporary(*targets[i])
+            except BaseException as exc:
+                return exc
+            return None
+
         threads = min(_SYNC_THREADS, len(targets))
-        with ThreadPoolExecutor(max_workers=threads) if threads > 1 else nullcontext() as pool:
-            for start in range(0, len(targets), _WINDOW):
-                descriptors: list[int] = []
-                try:
-                    for path, data in targets[start:start + _WINDOW]:
-                        tmp, fd = _write_temporary(path, data)
-                        staged.append((tmp, path))
-                        descriptors.append(fd)
-                finally:
-                    # Every descriptor is closed, fsynced or not; the first fsync failure is raised.
-                    list(pool.map(_fsync_and_close, descriptors) if pool else map(_fsync_and_close, descriptors))
+        shares = [range(i, len(targets), threads) for i in range(threads)]
+        if threads <= 1:
+            failures = [write(share) for share in shares]
+        else:
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                failures = list(pool.map(write, shares))
+        staged.extend((tmp, path) for tmp, (path, _) in zip(temporary, targets) if tmp is not None)
+        for failure in failures:
+            if failure is not None:
+                raise failure
 
     def get(self, name: str) -> bytes:
         return self._path(name).read_bytes()
