@@ -21,7 +21,6 @@ SQLite has no stored functions: importing this module registers
 from __future__ import annotations
 
 import datetime
-import re
 import sqlite3
 from typing import Any
 
@@ -45,10 +44,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-
-def normalize_name(name: str) -> str:
-    """PEP 503 normalization: what the database's ``normalize_pep426_name`` computes."""
-    return re.sub(r"[-_.]+", "-", name).lower()
+# The database's ``normalize_pep426_name`` computes what the extension's rule does (PEP 503).
+from warehouse_tuf.pending import normalize_project_name as normalize_name
 
 
 def _normalize_pep426_name(name: str | None) -> str | None:
