@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,20 +12,71 @@ from warehouse_tuf.models import MAX_TARGET_PATH_BYTES
 
 HEX_LENGTHS = {"sha256": 64, "sha512": 128, "blake2b-256": 64}
 _HEX = re.compile(r"^[0-9a-f]+$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 #: Largest target length accepted (1 TiB): a sanity bound, far above PyPI's limits.
 MAX_TARGET_LENGTH = 2**40
+#: Longest path segment: what common filesystems allow for one name.
+MAX_SEGMENT_BYTES = 255
+
+#: The characters a target path may hold besides '/': RFC 3986 unreserved characters and the
+#: sub-delimiters other than '*' (refused by Windows), and '@'. None of them needs quoting in a
+#: URL path, so the path a client requests unquoted is the path the server looks up.
+_PORTABLE = re.compile(r"[A-Za-z0-9\-._~!$&'()+,;=@]*")
+#: Names Windows opens as devices whatever their extension (``aux.txt`` is AUX).
+WINDOWS_DEVICE_NAMES = frozenset(
+    {"con", "prn", "aux", "nul", "conin$", "conout$"}
+    | {f"{port}{n}" for port in ("com", "lpt") for n in range(10)}
+)
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+                           "\u2066\u2067\u2068\u2069")
 
 
 class InvalidTargetError(ValueError):
     """A target path, length or hash list that must not be signed."""
 
 
-def validate_path(path: str | bytes) -> str:
-    """Return ``path`` if it is a safe relative target path, else raise.
+def _refused_character(char: str) -> str:
+    """Why ``char`` may not appear in a target path (a clause for the error message)."""
+    code = f"U+{ord(char):04X}"
+    if char == ":":
+        return "contains ':' (a Windows drive letter or alternate data stream)"
+    if char == "\\":
+        return "contains a backslash (a Windows path separator)"
+    if char in '*"<>|':
+        return f"contains {char!r}, which Windows refuses in a filename"
+    if unicodedata.category(char) == "Cc":
+        return f"contains the control character {code}"
+    if char in "\u2028\u2029":
+        return f"contains the line or paragraph separator {code}"
+    if char in _BIDI_CONTROLS:
+        return f"contains the bidirectional control {code}"
+    shown = repr(char) if char.isprintable() else code
+    return f"contains {shown}, which a client would have to quote in a URL"
 
-    Relative, '/'-separated, no '.', '..' or empty segment, no backslash, no
-    control character, valid UTF-8, at most MAX_TARGET_PATH_BYTES bytes.
+
+def _check_segment(segment: str, shown: str) -> None:
+    if segment == "":
+        raise InvalidTargetError(f"target path {shown!r} has an empty segment")
+    if segment in (".", ".."):
+        raise InvalidTargetError(f"target path {shown!r} has a {segment!r} segment")
+    if segment.endswith((".", " ")):
+        raise InvalidTargetError(f"target path {shown!r} has a segment ending in a dot or a space, "
+                                 "which Windows drops")
+    if segment.split(".", 1)[0].lower() in WINDOWS_DEVICE_NAMES:
+        raise InvalidTargetError(f"target path {shown!r} has the segment {segment[:40]!r}, "
+                                 "a device name on Windows")
+    if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
+        raise InvalidTargetError(f"target path {shown!r} has a segment over {MAX_SEGMENT_BYTES} bytes")
+
+
+def validate_path(path: str | bytes) -> str:
+    """Return ``path`` if it is a portable, URL-safe relative target path, else raise.
+
+    The one rule for target paths, also the development host's filename check:
+    relative and '/'-separated; every other character from :data:`_PORTABLE`
+    (so no drive letter, ':', backslash, control, separator or bidi character,
+    and nothing a client must quote); no empty, '.' or '..' segment, none that
+    ends in a dot or a space, none that Windows opens as a device; segments of at
+    most MAX_SEGMENT_BYTES and the path of at most MAX_TARGET_PATH_BYTES bytes.
     """
     if isinstance(path, bytes):
         try:
@@ -46,15 +98,13 @@ def validate_path(path: str | bytes) -> str:
         )
     if path.startswith("/"):
         raise InvalidTargetError(f"target path {shown!r} is absolute")
-    if "\\" in path:
-        raise InvalidTargetError(f"target path {shown!r} contains a backslash")
-    if _CONTROL.search(path):
-        raise InvalidTargetError(f"target path {shown!r} contains a control character")
-    for segment in path.split("/"):
-        if segment == "":
-            raise InvalidTargetError(f"target path {shown!r} has an empty segment")
-        if segment in (".", ".."):
-            raise InvalidTargetError(f"target path {shown!r} has a {segment!r} segment")
+    segments = path.split("/")
+    for segment in segments:
+        portable = _PORTABLE.match(segment).end()
+        if portable < len(segment):
+            raise InvalidTargetError(f"target path {shown!r} {_refused_character(segment[portable])}")
+    for segment in segments:
+        _check_segment(segment, shown)
     return path
 
 
@@ -134,7 +184,14 @@ class SimplePages:
 
 
 def page_paths(project: str) -> dict[str, str]:
-    """Target paths of a project's simple pages: ``<name>/<name>.html`` and ``.json``."""
+    """Target paths of a project's simple pages: ``<name>/<name>.html`` and ``.json``.
+
+    Empty for a project named like a Windows device (``con``, ``aux``, ``com1``...):
+    Warehouse accepts such names, but no portable target path holds its pages, so
+    they are not signed (its files are). Any other name the path rule refuses raises.
+    """
+    if project.lower() in WINDOWS_DEVICE_NAMES:
+        return {}
     validate_path(f"{project}/{project}.html")
     return {"html": f"{project}/{project}.html", "json": f"{project}/{project}.json"}
 
