@@ -47,10 +47,10 @@ from sqlalchemy import Integer, cast, create_engine, event, func, select
 from sqlalchemy.dialects.postgresql import REGCLASS
 from sqlalchemy.orm import Session, sessionmaker
 
+from dev.files import LocalFileStorage
 from warehouse_tuf.interfaces import ITUFService
 from warehouse_tuf.migrations import upgrade
 from warehouse_tuf.settings import describe
-from warehouse_tuf.storage import LocalStorage
 
 DEV_KEYS_PATH = Path(__file__).parent / "keys"
 
@@ -195,8 +195,8 @@ def configure(settings: dict[str, Any] | None = None) -> Configurator:
     _include_db(config)
     config.include("dev.tasks")
     # Uploads go to the archive; sync_file_to_cache copies them to the files storage (served).
-    config.registry["dev.archive"] = LocalStorage(settings["archive_files.path"])
-    config.registry["dev.files"] = LocalStorage(settings["files.path"])
+    config.registry["dev.archive"] = LocalFileStorage(settings["archive_files.path"])
+    config.registry["dev.files"] = LocalFileStorage(settings["files.path"])
     config.include("dev.rendering")
     config.include("dev.views")
     config.include("warehouse_tuf")  # the one line that enables the extension

@@ -38,5 +38,5 @@ def dev(ctx: click.Context) -> None:
 dev.add_command(tuf)  # the one line a Warehouse maintainer adds to attach the extension's CLI
 
 # Each module attaches its subcommands to ``dev`` when imported.
-for _module in ("dev.commands", "dev.bench", "dev.soak"):
+for _module in ("dev.commands", "dev.bench", "dev.bench_upload", "dev.soak"):
     importlib.import_module(_module)

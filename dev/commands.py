@@ -42,6 +42,7 @@ def serve(config: Any, host: str, port: int, threads: int) -> None:
 
     from dev.app import initialize
     from dev.tasks import EmbeddedBeat
+    from dev.views import MAX_FORM_OVERHEAD, MAX_UPLOAD_BYTES
 
     try:
         bootstrapped = initialize(config)
@@ -53,7 +54,10 @@ def serve(config: Any, host: str, port: int, threads: int) -> None:
     if config.registry.settings["dev.mode"] == "embedded":
         beat = EmbeddedBeat(config.registry["celery.app"])
         beat.start()
-    server = waitress.create_server(config.make_wsgi_app(), host=host, port=port, threads=threads)
+    # Waitress reads a whole body before calling the app: it refuses one over the upload limit
+    # from its Content-Length, as the upload view does for servers that stream.
+    server = waitress.create_server(config.make_wsgi_app(), host=host, port=port, threads=threads,
+                                    max_request_body_size=MAX_UPLOAD_BYTES + MAX_FORM_OVERHEAD)
     click.echo(_instructions(config, f"http://{host}:{server.effective_port}"), nl=False)
     try:
         server.run()

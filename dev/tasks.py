@@ -23,6 +23,8 @@ import concurrent.futures
 import datetime
 import functools
 import logging
+import shutil
+import tempfile
 import threading
 from typing import Any
 
@@ -138,7 +140,12 @@ def sync_file_to_cache(request: Any, file_id: int) -> None:
 
     file = request.db.get(File, file_id)
     if file is not None and not file.cached:
-        request.registry["dev.files"].put(file.path, request.registry["dev.archive"].get(file.path))
+        # Streamed through a temporary file, as Warehouse's _copy_file_to_cache: memory stays flat.
+        with request.registry["dev.archive"].get(file.path) as archived, \
+                tempfile.NamedTemporaryFile() as copy:
+            shutil.copyfileobj(archived, copy)
+            copy.flush()
+            request.registry["dev.files"].store(file.path, copy.name)
         file.cached = True
 
 

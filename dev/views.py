@@ -14,8 +14,10 @@ import base64
 import binascii
 import hashlib
 import hmac
+import os
 import re
-from typing import Any
+import tempfile
+from typing import Any, BinaryIO
 
 from pyramid.httpexceptions import (
     HTTPBadRequest,
@@ -24,8 +26,10 @@ from pyramid.httpexceptions import (
     HTTPMovedPermanently,
     HTTPNotFound,
     HTTPOk,
+    HTTPRequestEntityTooLarge,
 )
-from pyramid.response import Response
+from pyramid.exceptions import URLDecodeError
+from pyramid.response import FileIter, Response
 from pyramid.view import view_config
 from sqlalchemy import func, or_, select
 
@@ -39,9 +43,16 @@ from dev.simple import (
 )
 from dev.tasks import sync_file_to_cache
 from warehouse_tuf.interfaces import IMetadataStorage
+from warehouse_tuf.models import MAX_TARGET_PATH_BYTES
+from warehouse_tuf.targets import InvalidTargetError, validate_path
 
 #: Largest accepted upload (PyPI's default limit).
 MAX_UPLOAD_BYTES = 100 * 2**20
+#: Room for the form fields around the file in a multipart upload.
+MAX_FORM_OVERHEAD = 2**20
+#: Longest URL path served: a target path with a route prefix and a hash prefix.
+MAX_URL_PATH_BYTES = MAX_TARGET_PATH_BYTES + 128
+_CHUNK_BYTES = 2**16
 _PROJECT_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,198}[A-Za-z0-9])?$")
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+!_-]{0,63}$")
 _FILETYPES = {"sdist": (".tar.gz", ".zip"), "bdist_wheel": (".whl",)}
@@ -83,6 +94,10 @@ def _require_auth(request: Any) -> None:
 def file_upload(request: Any) -> Response:
     """The legacy upload API, as ``twine upload`` speaks it."""
     _require_auth(request)
+    if (request.content_length or 0) > MAX_UPLOAD_BYTES + MAX_FORM_OVERHEAD:
+        # Refused before the body is read: request.POST would read and parse all of it.
+        raise _error(HTTPRequestEntityTooLarge,
+                     f"Upload of {request.content_length} bytes; the limit is {MAX_UPLOAD_BYTES} bytes.")
     form = request.POST
     if form.get(":action") != "file_upload":
         raise _error(HTTPBadRequest, "Unsupported ':action', only 'file_upload' is accepted.")
@@ -98,18 +113,16 @@ def file_upload(request: Any) -> Response:
     if not hasattr(upload, "file"):
         raise _error(HTTPBadRequest, "Upload without a file ('content').")
     filename = upload.filename or ""
+    try:
+        validate_path(filename)
+    except InvalidTargetError as exc:
+        raise _error(HTTPBadRequest, f"Invalid filename: {exc}.") from None
     normalized = normalize_name(name)
-    if ("/" in filename or "\\" in filename or not filename.endswith(_FILETYPES[filetype])
-            or not normalize_name(filename).startswith(normalized + "-")):
+    if not filename.endswith(_FILETYPES[filetype]) or not normalize_name(filename).startswith(normalized + "-"):
         raise _error(HTTPBadRequest, f"Invalid filename {filename[:80]!r} for {filetype} of {name!r}.")
-    data = upload.file.read(MAX_UPLOAD_BYTES + 1)
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise _error(HTTPBadRequest, f"File too large; the limit is {MAX_UPLOAD_BYTES} bytes.")
-    digests = {
-        "md5_digest": hashlib.md5(data).hexdigest(),
-        "sha256_digest": hashlib.sha256(data).hexdigest(),
-        "blake2_256_digest": hashlib.blake2b(data, digest_size=32).hexdigest(),
-    }
+    received = tempfile.NamedTemporaryFile(prefix="upload-")
+    request.add_finished_callback(lambda request: received.close())
+    digests = _receive(upload.file, received)
     for field, digest in digests.items():
         given = form.get(field, "").strip().lower()
         if given and given != digest:
@@ -145,17 +158,33 @@ def file_upload(request: Any) -> Response:
         _journal(request, project, version, "new release")
     file = File(
         release=release, filename=filename, path=file_path(digests["blake2_256_digest"], filename),
-        size=len(data), packagetype=filetype, python_version=form.get("pyversion", "source"),
+        size=received.tell(), packagetype=filetype, python_version=form.get("pyversion", "source"),
         **digests,
     )
     request.db.add(file)
     _journal(request, project, version, f"add {file.python_version} file {file.filename}")
     request.db.flush()  # the rows, and the extension's pending changes, exist before the bytes
     # Stored inside the transaction, as Warehouse does: a storage failure rolls the upload back.
-    request.registry["dev.archive"].put(file.path, data)
+    request.registry["dev.archive"].store(file.path, received.name)
     # As Warehouse: a task copies it to the files storage (sent after commit).
     request.task(sync_file_to_cache).delay(file.id)
     return HTTPOk(body="OK\n")
+
+
+def _receive(source: BinaryIO, received: BinaryIO) -> dict[str, str]:
+    """Copy an upload to ``received`` in chunks, as Warehouse does; its digests, by field name."""
+    hashers = {"md5_digest": hashlib.md5(), "sha256_digest": hashlib.sha256(),
+               "blake2_256_digest": hashlib.blake2b(digest_size=32)}
+    size = 0
+    for chunk in iter(lambda: source.read(_CHUNK_BYTES), b""):
+        size += len(chunk)
+        if size > MAX_UPLOAD_BYTES:
+            raise _error(HTTPBadRequest, f"File too large; the limit is {MAX_UPLOAD_BYTES} bytes.")
+        received.write(chunk)
+        for hasher in hashers.values():
+            hasher.update(chunk)
+    received.flush()
+    return {field: hasher.hexdigest() for field, hasher in hashers.items()}
 
 
 def _journal(request: Any, project: Project, version: str | None = None, action: str = "") -> None:
@@ -309,8 +338,13 @@ def simple_stored(request: Any) -> Response:
 
 @view_config(route_name="packages", request_method=("GET", "HEAD"))
 def packages(request: Any) -> Response:
-    path = "/".join(request.matchdict["path"])
-    return _stored(request, request.registry["dev.files"], path, "application/octet-stream")
+    """A distribution from the files storage, streamed."""
+    try:
+        stored = request.registry["dev.files"].get("/".join(request.matchdict["path"]))
+    except OSError:  # absent, or a name the path rule refuses
+        raise HTTPNotFound() from None
+    size = os.fstat(stored.fileno()).st_size
+    return Response(app_iter=FileIter(stored), content_length=size, content_type="application/octet-stream")
 
 
 @view_config(route_name="tuf.metadata", request_method=("GET", "HEAD"))
@@ -320,7 +354,24 @@ def tuf_metadata(request: Any) -> Response:
     return _stored(request, storage, name, "application/json")
 
 
+@view_config(context=URLDecodeError)
+def undecodable_url(exc: URLDecodeError, request: Any) -> Response:
+    """A URL whose path is not UTF-8: the client's error, not the server's."""
+    return _error(HTTPBadRequest, "The URL path is not valid UTF-8.")
+
+
+def _refuse_long_paths(handler: Any, registry: Any) -> Any:
+    """A tween that refuses a URL path longer than any this host serves, before routing."""
+    def tween(request: Any) -> Response:
+        length = len(request.environ.get("PATH_INFO", ""))  # WSGI: one character per byte
+        if length > MAX_URL_PATH_BYTES:
+            return _error(HTTPBadRequest, f"The URL path is {length} bytes; the limit is {MAX_URL_PATH_BYTES}.")
+        return handler(request)
+    return tween
+
+
 def includeme(config: Any) -> None:
+    config.add_tween("dev.views._refuse_long_paths")
     config.add_route("legacy.upload", "/legacy/")
     config.add_route("manage.project", "/manage/project/{name}/")
     config.add_route("manage.release", "/manage/project/{name}/release/{version}/")

@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -82,6 +83,14 @@ def add_file(session: Session, project: str, version: str, filename: str, data: 
     if journal:
         session.add(JournalEntry(name=found.name, version=version, action=f"add py3 file {filename}"))
     return file
+
+
+def store_served_file(config: Any, path: str, data: bytes) -> None:
+    """Put ``data`` in the host's files storage at ``path``, as sync_file_to_cache would."""
+    with tempfile.NamedTemporaryFile() as source:
+        source.write(data)
+        source.flush()
+        config.registry["dev.files"].store(path, source.name)
 
 
 def _engine(config_or_engine: Any) -> Any:

@@ -83,6 +83,60 @@ def test_bad_uploads_get_a_one_line_error_and_change_nothing(app, config, fields
     assert (file_count(config), pending_count(config), journal(config)) == (0, 0, [])
 
 
+@pytest.mark.parametrize(("filename", "message"), [
+    ("demo_pkg-1.0\x00-py3-none-any.whl", "control character U+0000"),
+    ("demo_pkg-1.0\x7f-py3-none-any.whl", "control character U+007F"),
+    ("demo_pkg-1.0-" + "a" * 290 + ".whl", "segment over 255 bytes"),
+    ("demo_pkg-1.0-py3%3F-none-any.whl", "'%', which a client would have to quote"),
+    ("demo_pkg-1.0-py3#-none-any.whl", "'#', which a client would have to quote"),
+    ("demo_pkg-1.0-py3-none-any.whl:stream", "contains ':'"),
+    ("demo_pkg-1.0-py3-none-any.whl.", "ending in a dot"),
+])
+def test_filenames_outside_the_path_rule_get_400_with_the_reason(app, config, filename, message):
+    response = upload(app, status=400, filename=filename)
+    assert "Invalid filename" in response.status and message in response.status
+    assert (file_count(config), pending_count(config), journal(config)) == (0, 0, [])
+    assert not any(Path(config.registry.settings["archive_files.path"]).rglob("*.whl*"))
+
+
+def test_urls_that_are_not_utf8_or_too_long_get_400(app):
+    response = app.get("/simple/%ff%fe/", status=400)
+    assert response.status == "400 The URL path is not valid UTF-8."
+    app.get("/packages/" + "a/" * 600 + "x.whl", status=400)
+    response = app.get("/simple/" + "a" * 1200 + "/", status=400)
+    assert "the limit is" in response.status
+    app.get("/packages/" + "a/" * 500 + "x.whl", status=404)  # long, within the limit, absent
+
+
+def test_an_upload_over_the_limit_is_refused_from_its_content_length(app, config):
+    from dev.views import MAX_FORM_OVERHEAD, MAX_UPLOAD_BYTES
+
+    body = b"not read"
+    response = app.post("/legacy/", body, headers={
+        **AUTH, "Content-Type": "multipart/form-data; boundary=x",
+        "Content-Length": str(MAX_UPLOAD_BYTES + MAX_FORM_OVERHEAD + 1),
+    }, status=413)
+    assert "the limit is" in response.status
+    assert (file_count(config), pending_count(config), journal(config)) == (0, 0, [])
+
+
+def test_uploads_are_hashed_and_stored_in_chunks(app, config):
+    import dev.views
+
+    data = bytes(range(256)) * 1000  # several chunks
+    original, dev.views._CHUNK_BYTES = dev.views._CHUNK_BYTES, 4096
+    try:
+        upload(app, data=data)
+    finally:
+        dev.views._CHUNK_BYTES = original
+    wait_for_embedded_tasks(config.registry["celery.app"])
+    digest = hashlib.blake2b(data, digest_size=32).hexdigest()
+    path = f"{digest[:2]}/{digest[2:4]}/{digest[4:]}/demo_pkg-1.0-py3-none-any.whl"
+    assert app.get(f"/packages/{path}").body == data == verify_like_a_client(config, path)
+    with Session(config.registry["sqlalchemy.engine"]) as session:
+        assert session.scalars(select(File.size)).all() == [len(data)]
+
+
 def test_uploading_the_same_file_twice_is_accepted_once(app, config):
     upload(app)
     wait_for_embedded_tasks(config.registry["celery.app"])
@@ -272,7 +326,8 @@ def test_uploads_go_to_the_archive_and_a_task_copies_them_to_the_files_storage(a
     finally:
         task.delay = original
     assert len(sent) == 1 and config.task(sync_file_to_cache) is task
-    assert config.registry["dev.archive"].get(path) == WHEEL
+    with config.registry["dev.archive"].get(path) as archived:
+        assert archived.read() == WHEEL
     app.get(f"/packages/{path}", status=404)
     with Session(config.registry["sqlalchemy.engine"]) as session:
         assert session.scalars(select(File.cached)).all() == [False]

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from dev.models import File, JournalEntry, Project, Release
 from dev.tasks import wait_for_embedded_tasks
-from tests.devhost import add_file, dev_config, pending, verify_like_a_client
+from tests.devhost import add_file, dev_config, pending, store_served_file, verify_like_a_client
 from warehouse_tuf import (
     PENDING_KEY,
     forget_pending,
@@ -159,7 +159,7 @@ def test_changes_to_other_models_record_nothing(config, host_session):
 def test_bulk_deletes_are_read_before_they_run(config, host_session, model):
     first_path = committed_file(host_session, "Demo", "1.0", "demo-1.0.tar.gz", b"one").path
     other_path = committed_file(host_session, "Other", "2.0", "other-2.0.tar.gz", b"two").path
-    config.registry["dev.files"].put(other_path, b"two")
+    store_served_file(config, other_path, b"two")
     wait_for_embedded_tasks(config.registry["celery.app"])
     assert pending(config) == []
     column = {Project: Project.normalized_name == "demo", Release: Release.version == "1.0",
@@ -210,7 +210,7 @@ def test_queue_publish_publishes_what_the_transaction_recorded(config, plain_ses
     event.listen(plain_session, "after_flush", functools.partial(record_additions, config))
     plain_session.commit()
     path = file.path
-    config.registry["dev.files"].put(path, data)
+    store_served_file(config, path, data)
     queue_publish(config, plain_session)
     assert PENDING_KEY not in plain_session.info
     wait_for_embedded_tasks(config.registry["celery.app"])

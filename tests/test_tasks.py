@@ -10,7 +10,9 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from dev.tasks import EmbeddedBeat, wait_for_embedded_tasks
-from tests.devhost import add_file, dev_config, pending_count, verify_like_a_client, wait_until
+from tests.devhost import (
+    add_file, dev_config, pending_count, store_served_file, verify_like_a_client, wait_until,
+)
 from warehouse_tuf import record_additions, tasks
 from warehouse_tuf.models import RoleVersion
 
@@ -46,7 +48,7 @@ def record_upload(config, data=b"a wheel", filename="demo-1.0-py3-none-any.whl")
         session.flush()
         path = file.path
         session.commit()
-    config.registry["dev.files"].put(path, data)
+    store_served_file(config, path, data)
     return path
 
 
