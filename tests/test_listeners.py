@@ -120,6 +120,23 @@ def test_a_change_no_page_shows_records_nothing_and_queues_nothing(config, host_
     assert pending(config) == [] and queued == []
 
 
+def test_a_file_warehouse_accepts_but_the_path_rule_refuses_stays_unsigned(config, host_session, caplog):
+    """Warehouse's own tests name files "who cares": the host's transaction must still commit."""
+    caplog.set_level(logging.WARNING, logger="warehouse_tuf")
+    file = committed_file(host_session, filename="who cares", config=config)
+    assert "not signed" in caplog.text and "contains ' '" in caplog.text
+    host_session.delete(file)
+    host_session.add(JournalEntry(name="Demo", version="1.0", action="remove file who cares"))
+    host_session.flush()
+    assert recorded(host_session) == [(PAGES, None, "demo")]
+    host_session.commit()
+    committed_file(host_session, filename="so what", config=config)
+    host_session.execute(delete(File))  # a bulk delete reads the refused path too
+    assert recorded(host_session) == [(PAGES, None, "demo")]
+    host_session.commit()
+    assert host_session.scalar(select(File)) is None
+
+
 def test_deleted_file_removes_its_target(config, host_session):
     file = committed_file(host_session, config=config)
     path = file.path

@@ -18,7 +18,7 @@ from warehouse_tuf import pending, tasks
 from warehouse_tuf.interfaces import IMetadataStorage, ITUFService
 from warehouse_tuf.services import TUFManager
 from warehouse_tuf.settings import TUFSettings
-from warehouse_tuf.targets import file_hashes
+from warehouse_tuf.targets import InvalidTargetError, file_hashes
 
 log = logging.getLogger("warehouse_tuf")
 
@@ -37,11 +37,11 @@ def record_removals(config: Any, session: Session, flush_context: Any, instances
     rows = []
     for obj in session.deleted:
         if isinstance(obj, File):
-            rows.append(pending.target_removed(obj.path))
+            rows += _unless_refused(pending.target_removed, obj.path)
         elif isinstance(obj, Release):
             rows.append(pending.release_removed(obj.project.normalized_name, obj.version))
         elif isinstance(obj, Project):
-            rows.append(pending.project_removed(obj.normalized_name))
+            rows += _unless_refused(pending.project_removed, obj.normalized_name)
     _record(session, rows)
 
 
@@ -60,14 +60,16 @@ def record_additions(config: Any, session: Session, flush_context: Any) -> None:
     for obj in session.new:
         if isinstance(obj, File):
             release = obj.release
-            rows.append(pending.target_added(
-                obj.path, obj.size, file_hashes(obj), algorithms,
+            rows += _unless_refused(
+                pending.target_added, obj.path, obj.size, file_hashes(obj), algorithms,
                 project=release.project.normalized_name, release=release.version,
-            ))
+            )
         elif isinstance(obj, Journal) and obj.name:
             projects[pending.normalize_project_name(obj.name)] = None
     marked = session.info.setdefault(PAGES_KEY, set())
-    rows.extend(pending.pages_changed(project) for project in projects if project not in marked)
+    for project in projects:
+        if project not in marked:
+            rows += _unless_refused(pending.pages_changed, project)
     _record(session, rows)
     marked.update(projects)
 
@@ -85,16 +87,32 @@ def record_bulk_deletes(config: Any, state: ORMExecuteState) -> None:
     rows = []
     if model is Project:
         names = session.execute(_where(select(Project.normalized_name), where)).scalars().all()
-        rows.extend(pending.project_removed(name) for name in names)
+        for name in names:
+            rows += _unless_refused(pending.project_removed, name)
     elif model is Release:
         query = select(Project.normalized_name, Release.version).join(Release.project)
         for name, version in session.execute(_where(query, where)).all():
-            rows += [pending.release_removed(name, version), pending.pages_changed(name)]
+            rows += [pending.release_removed(name, version), *_unless_refused(pending.pages_changed, name)]
     else:
         query = select(File.path, Project.normalized_name).join(File.release).join(Release.project)
         for path, name in session.execute(_where(query, where)).all():
-            rows += [pending.target_removed(path), pending.pages_changed(name)]
+            rows += [*_unless_refused(pending.target_removed, path),
+                     *_unless_refused(pending.pages_changed, name)]
     _record(session, rows)
+
+
+def _unless_refused(make_row: Any, *args: Any, **kwargs: Any) -> list[pending.Row]:
+    """``[make_row(...)]``, or ``[]`` when the target-path rule refuses what it names.
+
+    Warehouse decides what it accepts; a file whose path no client could fetch
+    safely stays unsigned (as ``tuf backfill`` skips it) rather than failing the
+    host's transaction.
+    """
+    try:
+        return [make_row(*args, **kwargs)]
+    except InvalidTargetError as error:
+        log.warning("tuf: not signed: %s", error)
+        return []
 
 
 def _where(query: Any, where: Any) -> Any:
