@@ -53,7 +53,7 @@ def record_additions(config: Any, session: Session, flush_context: Any) -> None:
     writes a journal entry (and moves the serial the page shows), so the pages
     are re-signed for each project named by a new journal entry.
     """
-    Project, Release, File = config.registry["tuf.models"]
+    File = config.registry["tuf.models"][2]
     Journal = config.registry["tuf.journal_model"]
     algorithms = config.registry["tuf.settings"].hash_algorithms
     rows, projects = [], {}
