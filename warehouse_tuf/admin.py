@@ -10,8 +10,8 @@ no external asset and no script: the grid is a PNG in a ``data:`` URI and the
 chart inline SVG. The view needs the host's ``admin:dashboard:read``
 permission (Warehouse's ``Permissions.AdminDashboardRead``, which its admins
 and moderators hold). Inside Warehouse the page takes Warehouse's admin layout
-(``admin/base.html``) and asks for the session Warehouse's login lives in
-(its ``uses_session`` view option); elsewhere it is a page of its own.
+(``admin/base.html``) and the session Warehouse's login lives in (the view
+sets Warehouse's ``uses_session`` option); elsewhere it is a page of its own.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 from pyramid.httpexceptions import HTTPForbidden
-from pyramid.interfaces import ISecurityPolicy, IViewDerivers
+from pyramid.interfaces import ISecurityPolicy
 from pyramid.renderers import render
 from pyramid.response import Response
 from sqlalchemy import select
@@ -255,20 +255,22 @@ def _has_warehouse_layout(request: Any) -> bool:
     return True
 
 
-def includeme(config: Any) -> None:
-    """``/admin/tuf/`` (route ``admin.tuf``), needing ``admin:dashboard:read``.
+def accept_session_option(view: Any, info: Any) -> Any:
+    """A view deriver that changes nothing: it declares ``uses_session`` a view option.
 
-    The view is added once the host's view derivers are known: it asks for
-    the session (``uses_session``) where the host has that view option, as
-    Warehouse does for every page its login protects.
+    Warehouse's own session deriver gives the page the session its login lives
+    in when ``uses_session`` is set; on a host without that deriver, this one
+    makes the option legal (and inert).
     """
+    return view
+
+
+accept_session_option.options = ("uses_session",)  # type: ignore[attr-defined]
+
+
+def includeme(config: Any) -> None:
+    """``/admin/tuf/`` (route ``admin.tuf``), needing ``admin:dashboard:read``, with the session."""
+    config.add_view_deriver(accept_session_option, name="warehouse_tuf_session_option")
     config.add_route(ROUTE, PATH)
-
-    def add_view() -> None:
-        derivers = config.registry.getUtility(IViewDerivers)
-        options = {option for deriver in derivers.values() for option in getattr(deriver, "options", ())}
-        session = {"uses_session": True} if "uses_session" in options else {}
-        config.add_view(tuf_admin, route_name=ROUTE, permission=PERMISSION,
-                        request_method=("GET", "HEAD"), **session)
-
-    config.action(("warehouse_tuf", "admin view"), add_view)
+    config.add_view(tuf_admin, route_name=ROUTE, permission=PERMISSION, request_method=("GET", "HEAD"),
+                    uses_session=True)
