@@ -177,6 +177,7 @@ def includeme(config: Any) -> None:
     for task in tasks.TASKS:
         celery_app.task(ignore_result=True, acks_late=True, name=f"{task.__module__}.{task.__name__}")(task)
     registry["tuf.dispatch"] = tasks.bin_dispatch(celery_app)
+    config.include("warehouse_tuf.admin")  # /admin/tuf/, for the host's admins
 
     if settings.enabled:
         session_class = config.maybe_dotted(config.get_settings().get("tuf.session_class", "warehouse.db.Session"))
