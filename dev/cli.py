@@ -35,6 +35,7 @@ LAZY_COMMANDS = {
     "serve": (("dev.commands",), "Serve the host; create its tables and bootstrap TUF on first run."),
     "worker": (("dev.commands",), "A Celery worker (distributed mode)."),
     "beat": (("dev.commands",), "Celery beat (distributed mode): the periodic publish and refresh."),
+    "demo-dist": (("dev.demo",), "Build a tiny project's sdist and wheel, to upload."),
     "bench": (("dev.bench", "dev.bench_upload"), "Benchmarks at PyPI scale (docs/performance.md)."),
     "soak": (("dev.soak",), "Reliability harnesses (docs/reliability.md)."),
 }
