@@ -106,8 +106,8 @@ def _initialize(config: Any) -> tuple[bool, dict[str, Any]]:
         if url.get_backend_name() == "sqlite":
             raise click.ClickException(
                 f"the database {url.database} cannot be read ({reason}): it is damaged or not "
-                f"SQLite. Move it away, or start afresh with 'make clean' (deletes "
-                f"{config.registry.settings['dev.data']})") from None
+                f"SQLite. Move it away, or delete {config.registry.settings['dev.data']} to start "
+                "afresh") from None
         raise click.ClickException(f"the database {url.render_as_string(hide_password=True)} "
                                    f"cannot be used ({reason})") from None
 
