@@ -468,8 +468,8 @@ def import_hsm_key(output: str) -> None:
 
     Needs securesystemslib's HSM support (pip install 'securesystemslib[hsm]',
     PyKCS11) and PYKCS11LIB naming the token's PKCS#11 module. The key must be
-    an ECDSA P-256 or P-384 key in slot 2 (PIV "digital signature"), as
-    securesystemslib's HSMSigner reads it.
+    an ECDSA P-256 or P-384 key with PKCS#11 key id 2 (PIV slot 9c, "digital
+    signature"), where securesystemslib's HSMSigner reads it.
     """
     from warehouse_tuf import ceremony as ceremonylib
 
