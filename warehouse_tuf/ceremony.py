@@ -267,11 +267,11 @@ def next_roles(
         keys = {k: old.keys[k] for k in old.roles[role].keyids}
         for keyid in remove:
             if keyid not in keys:
-                raise CeremonyError(f"cannot remove {role} key {keyid}: root v{old.version} does not list it")
+                raise CeremonyError(f"cannot remove {role} key {keyid[:12]}: root v{old.version} does not list it")
             del keys[keyid]
         for key in add:
             if key.keyid in keys:
-                raise CeremonyError(f"{role} key {key.keyid} is already a {role} key")
+                raise CeremonyError(f"{role} key {key.keyid[:12]} is already a {role} key")
             keys[key.keyid] = key
         specs[role] = RoleSpec(list(keys.values()), threshold or old.roles[role].threshold)
     current_online = signing.online_keys(old, current_targets.signed)
@@ -466,7 +466,7 @@ class Payload:
             candidates.update(self.accepted_keys(role))
         if keyid is not None:
             if keyid not in candidates:
-                raise CeremonyError(f"key {keyid} is not a key this payload asks to sign with")
+                raise CeremonyError(f"key {keyid[:12]} is not a key this payload asks to sign with")
             candidates = {keyid: candidates[keyid]}
         local = _local_key_path(uri)
         signer = (_file_signer(local, candidates) if local is not None
