@@ -1,18 +1,21 @@
 # The two commands of README.md: `make serve` (the development host, TUF on)
 # and `make test` (the test suite). Both set up .venv on first use.
 # `make test-warehouse`: the extension inside a real Warehouse (below).
+# `make clean`: delete what the others made (.venv, .dev-data, caches, build output).
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test install test-warehouse
+.PHONY: serve test install test-warehouse clean bench-cli
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	@# The repository on the venv's path: `.venv/bin/python -m dev ...` works from any directory.
+	$(BIN)/python -c 'import sysconfig; open(sysconfig.get_path("purelib") + "/warehouse-tuf-dev.pth", "w").write("$(CURDIR)\n")'
 	touch $(STAMP)
 
 # tuf-js, the independent client the end-to-end tests drive (tests/js, locked versions).
@@ -30,6 +33,14 @@ serve: $(STAMP)
 
 test: $(STAMP) $(JS_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Start-up time of the command lines (median of several runs): docs/performance.md.
+bench-cli: $(STAMP)
+	$(BIN)/python dev/bench_cli.py
+
+clean:
+	rm -rf $(VENV) .dev-data .pytest_cache .hypothesis build dist *.egg-info $(JS)/node_modules .warehouse
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 # A real Warehouse with the extension enabled (integration/warehouse/prepare.sh: a fresh tree
 # from $WAREHOUSE_SRC or ../shared/warehouse, its own venv under .warehouse/, README's

@@ -11,7 +11,8 @@ setting                   environment                default
 ========================  =========================  ====================================================
 ``dev.mode``              ``TUF_DEV_MODE``           ``embedded`` (SQLite, tasks in process) or
                                                      ``distributed`` (PostgreSQL, Redis, workers, beat)
-``dev.data``              ``TUF_DEV_DATA``           ``.dev-data``: database (embedded), files, metadata
+``dev.data``              ``TUF_DEV_DATA``           ``.dev-data`` in the repository (wherever the command
+                                                     runs from): database (embedded), files, metadata
 ``dev.username``          ``TUF_DEV_USERNAME``       ``tuf-dev``: the one account for uploads/deletes
 ``dev.password``          ``TUF_DEV_PASSWORD``       ``tuf-dev``
 ``dev.admins``            ``TUF_DEV_ADMINS``         ``dev.username``: accounts that may see ``/admin/tuf/``
@@ -27,6 +28,8 @@ setting                   environment                default
 
 and every ``tuf.*`` setting of the extension (``TUF_*``), whose defaults here
 are: ``tuf.env`` = ``warehouse.env``'s value, metadata in ``<data>/tuf-metadata``,
+``tuf.metadata_url`` the URL the running ``serve`` wrote to ``<data>/server-url``
+(else ``http://127.0.0.1:$PORT/tuf/metadata/``, ``PORT`` defaulting to 8080),
 hash-prefixed pages in ``<data>/tuf-simple``, the models of :mod:`dev.models`
 (``JournalEntry`` included), the keys in ``dev/keys`` (INSECURE), and this
 app's own session class. Pages are rendered by the extension's default
@@ -54,6 +57,10 @@ from warehouse_tuf.migrations import upgrade
 from warehouse_tuf.settings import describe
 
 DEV_KEYS_PATH = Path(__file__).parent / "keys"
+#: The default data directory: in the repository, so commands find it from any directory.
+DEFAULT_DATA = Path(__file__).resolve().parent.parent / ".dev-data"
+#: Written by ``serve`` into the data directory: the base URL it serves on.
+SERVER_URL_FILE = "server-url"
 
 
 class Environment(str, enum.Enum):
@@ -68,7 +75,7 @@ MODES = ("embedded", "distributed")
 _HOST_SETTINGS = (
     # (setting, environment variable, default or None when it depends on others)
     ("dev.mode", "TUF_DEV_MODE", "embedded"),
-    ("dev.data", "TUF_DEV_DATA", ".dev-data"),
+    ("dev.data", "TUF_DEV_DATA", str(DEFAULT_DATA)),
     ("dev.username", "TUF_DEV_USERNAME", "tuf-dev"),
     ("dev.password", "TUF_DEV_PASSWORD", "tuf-dev"),
     ("database.url", "TUF_DEV_DATABASE_URL", None),
@@ -110,6 +117,7 @@ def _resolve_settings(given: dict[str, Any], environ: Any) -> dict[str, Any]:
         "tuf.storage.path": str(data / "tuf-metadata"),
         "tuf.simple.path": str(data / "tuf-simple"),
         "tuf.dev_keys_path": str(DEV_KEYS_PATH),
+        "tuf.metadata_url": f"{server_url(data, environ)}/tuf/metadata/",
         "tuf.models.project": "dev.models.Project",
         "tuf.models.release": "dev.models.Release",
         "tuf.models.file": "dev.models.File",
@@ -122,6 +130,14 @@ def _resolve_settings(given: dict[str, Any], environ: Any) -> dict[str, Any]:
     # Tasks use "tm.manager_hook" requests like Warehouse: one transaction manager per request.
     settings.setdefault("tm.manager_hook", lambda request: transaction.TransactionManager())
     return settings
+
+
+def server_url(data: Path, environ: Any = os.environ) -> str:
+    """The base URL of the host serving ``data``: what its ``serve`` recorded, else from ``PORT``."""
+    try:
+        return (data / SERVER_URL_FILE).read_text().strip()
+    except OSError:
+        return f"http://127.0.0.1:{environ.get('PORT') or 8080}"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import logging
+import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -13,22 +17,99 @@ from warehouse_tuf.settings import ConfigurationError
 _PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True}
 
 
-def _instructions(config: Any, base: str) -> str:
+def _keys_line(config: Any, report: dict[str, Any]) -> str:
+    """The keys the repository actually trusts: the development keys, or a ceremony's."""
+    settings = config.registry.settings
+    if report.get("development_keys"):
+        return f"{settings['tuf.dev_keys_path']}  (INSECURE development keys)"
+    signers = ", ".join(signer["uri"] for signer in report.get("online_signers", ())) or "none configured"
+    return f"from a signing ceremony (online signer: {signers})"
+
+
+def _instructions(config: Any, base: str, report: dict[str, Any]) -> str:
     settings = config.registry.settings
     user, password = settings["dev.username"], settings["dev.password"]
+    python = f"{sys.prefix}/bin/python"
     return f"""\
 warehouse-tuf development host ({settings['dev.mode']} mode) on {base}/
   data:      {settings['dev.data']}
   database:  {config.registry['sqlalchemy.engine'].url.render_as_string(hide_password=True)}
-  TUF keys:  {settings['tuf.dev_keys_path']}  (INSECURE development keys)
+  TUF keys:  {_keys_line(config, report)}
 
 upload:   twine upload --repository-url {base}/legacy/ -u {user} -p {password} dist/*
 install:  pip install --index-url {base}/simple/ <project>
 delete:   curl -u {user}:{password} -X DELETE {base}/manage/project/<project>/release/<version>/
 yank:     curl -u {user}:{password} -d yanked_reason=... {base}/manage/project/<project>/release/<version>/yank/
 metadata: {base}/tuf/metadata/1.root.json (trust anchor), {base}/tuf/metadata/timestamp.json
-verify:   TUF_DEV_DATA={settings['dev.data']} python -m dev tuf status
+targets:  {python} -m dev tuf targets <project> --verify
+status:   {python} -m dev tuf status
+(these commands work from any directory; set TUF_DEV_DATA={settings['dev.data']} if you moved it)
 """
+
+
+class _Quiet(logging.Filter):
+    """Drops waitress's "Task queue depth is N" warnings: requests waiting for a free thread
+    (a burst of uploads), not a fault; the access log shows every request anyway."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Task queue depth")
+
+
+def _configure_logging() -> None:
+    """One line per request (the access log), one ``tuf kind=publish ...`` line per publish."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    for name, level in (("wsgi", logging.INFO), ("warehouse_tuf", logging.INFO),
+                        ("waitress", logging.WARNING), ("dev", logging.WARNING)):
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        logger.addHandler(handler)
+        logger.propagate = False
+    logging.getLogger("waitress.queue").addFilter(_Quiet())
+
+
+def _bind(app: Any, host: str, port: int, threads: int) -> Any:
+    """The waitress server, bound; a port in use is a one-line error."""
+    import waitress
+
+    from dev.views import MAX_FORM_OVERHEAD, MAX_UPLOAD_BYTES
+
+    try:
+        # Waitress reads a whole body before calling the app: it refuses one over the upload limit
+        # from its Content-Length, as the upload view does for servers that stream.
+        return waitress.create_server(app, host=host, port=port, threads=threads,
+                                      max_request_body_size=MAX_UPLOAD_BYTES + MAX_FORM_OVERHEAD)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise click.ClickException(
+                f"port {port} on {host} is in use (another 'make serve'?): stop it, or choose "
+                "another port with PORT=8081 make serve") from None
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def _initialize(config: Any) -> tuple[bool, dict[str, Any]]:
+    """Tables and bootstrap (dev keys) on first run, then the status; one-line errors."""
+    from sqlalchemy.exc import DatabaseError
+
+    from dev.app import initialize
+    from warehouse_tuf.cli import service
+
+    url = config.registry["sqlalchemy.engine"].url
+    try:
+        bootstrapped = initialize(config)
+        with service(config) as tuf_service:
+            return bootstrapped, tuf_service.status()
+    except (RepositoryError, ConfigurationError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except DatabaseError as exc:
+        reason = str(exc.orig).splitlines()[0] if exc.orig is not None else type(exc).__name__
+        if url.get_backend_name() == "sqlite":
+            raise click.ClickException(
+                f"the database {url.database} cannot be read ({reason}): it is damaged or not "
+                f"SQLite. Move it away, or delete {config.registry.settings['dev.data']} to start "
+                "afresh") from None
+        raise click.ClickException(f"the database {url.render_as_string(hide_password=True)} "
+                                   f"cannot be used ({reason})") from None
 
 
 @dev.command()
@@ -38,29 +119,28 @@ verify:   TUF_DEV_DATA={settings['dev.data']} python -m dev tuf status
 @click.pass_obj
 def serve(config: Any, host: str, port: int, threads: int) -> None:
     """Serve the host; create its tables and bootstrap TUF (dev keys) on first run."""
-    import waitress
+    from paste.translogger import TransLogger
 
-    from dev.app import initialize
+    from dev.app import SERVER_URL_FILE
     from dev.tasks import EmbeddedBeat
-    from dev.views import MAX_FORM_OVERHEAD, MAX_UPLOAD_BYTES
 
-    try:
-        bootstrapped = initialize(config)
-    except (RepositoryError, ConfigurationError) as exc:
-        raise click.ClickException(str(exc)) from None
+    _configure_logging()
+    # Bound first: a port in use is reported before anything is created in the data directory.
+    server = _bind(TransLogger(config.make_wsgi_app(), setup_console_handler=False), host, port, threads)
+    bootstrapped, report = _initialize(config)
     if bootstrapped:
         click.echo("bootstrapped the TUF repository with the INSECURE development keys")
+    base = f"http://{host}:{server.effective_port}"
+    (Path(config.registry.settings["dev.data"]) / SERVER_URL_FILE).write_text(base + "\n")
     beat = None
     if config.registry.settings["dev.mode"] == "embedded":
         beat = EmbeddedBeat(config.registry["celery.app"])
         beat.start()
-    # Waitress reads a whole body before calling the app: it refuses one over the upload limit
-    # from its Content-Length, as the upload view does for servers that stream.
-    server = waitress.create_server(config.make_wsgi_app(), host=host, port=port, threads=threads,
-                                    max_request_body_size=MAX_UPLOAD_BYTES + MAX_FORM_OVERHEAD)
-    click.echo(_instructions(config, f"http://{host}:{server.effective_port}"), nl=False)
+    click.echo(_instructions(config, base, report), nl=False)
     try:
         server.run()
+    except KeyboardInterrupt:
+        pass
     finally:
         if beat is not None:
             beat.stopped.set()

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from tuf.ngclient import Updater, UpdaterConfig
 
 from dev.app import configure, initialize
+from dev.demo import build_dists  # noqa: F401  (tests build their uploads with it)
 from dev.models import File, JournalEntry, Project, Release, file_path
 from tests.tufclient import client_folders
 from warehouse_tuf.models import PendingChange
@@ -215,26 +216,6 @@ class HTTPClient:
 
     def timestamp_version(self) -> int:
         return json.loads((self.cache / "timestamp.json").read_bytes())["signed"]["version"]
-
-
-def build_dists(workdir: Path, name: str, version: str) -> list[Path]:
-    """A real sdist and wheel of a tiny generated project (python -m build, no network)."""
-    module = name.replace("-", "_")
-    project = workdir / f"{name}-src"
-    (project / module).mkdir(parents=True)
-    (project / module / "__init__.py").write_text(f'VERSION = "{version}"\n')
-    (project / "pyproject.toml").write_text(
-        '[build-system]\nrequires = ["setuptools>=61", "wheel"]\n'
-        'build-backend = "setuptools.build_meta"\n\n'
-        f'[project]\nname = "{name}"\nversion = "{version}"\nrequires-python = ">=3.8"\n'
-        f'description = "a package for the warehouse-tuf end-to-end tests"\n'
-    )
-    out = workdir / f"{name}-dist"
-    subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--sdist", "--wheel",
-                    "--outdir", str(out), str(project)], check=True, capture_output=True, timeout=300)
-    dists = sorted(out.iterdir())
-    assert [d.suffix for d in dists] == [".gz", ".whl"], dists
-    return dists
 
 
 def twine_upload(base: str, *dists: Path, password: str = PASSWORD) -> subprocess.CompletedProcess:

@@ -79,9 +79,9 @@ def test_cli_publish_refuses_in_one_line_and_status_names_the_problem(engine, tm
     config = make_configurator(engine, tmp_path, **{"tuf.bin_count": 32})
     refused = run(config, "publish", ok=False)
     assert refused.output.strip().splitlines() == [f"error: {COUNT_32} (bins are fixed at bootstrap)"]
-    report = json.loads(run(config, "status", "--json").output)
+    report = json.loads(run(config, "status", "--json", ok=False).output)
     assert [p for p in report["problems"] if p.startswith(COUNT_32)]
-    assert f"problem: {COUNT_32}" in run(config, "status").output
+    assert f"problem: {COUNT_32}" in run(config, "status", ok=False).output
 
 
 def test_a_bin_without_a_role_is_refused_before_anything_is_signed(repo, db, metadata_dir):

@@ -13,6 +13,7 @@ import hashlib
 import json
 
 import pytest
+from pathlib import Path
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from securesystemslib.signer import SIGNER_FOR_URI_SCHEME, CryptoSigner, Signer
 from tuf.api.exceptions import LengthOrHashMismatchError
@@ -66,7 +67,7 @@ def test_full_ceremony_bootstrap_rotations_and_renewal(engine, tmp_path, holders
     digest = verify.output.split("read aloud): ")[1][:19]  # the first groups, as read aloud
     for name in ("root1", "targets1", "root3", "targets2"):  # one after another, each their own key
         result = run(None, "ceremony", "sign", payload, "--key", h[name].uri, "--expect-digest", digest)
-        assert f"with key {h[name].keyid}" in result.output
+        assert f"with key {h[name].keyid[:12]}\n" in result.output
     assert "ready to install" in run(None, "ceremony", "verify", payload).output
 
     config = make_configurator(engine, tmp_path, **{"tuf.online_signers": h["online1"].uri})
@@ -299,14 +300,25 @@ def test_bad_init_input_is_refused_and_writes_nothing(case, tmp_path, holders):
 
 
 SIGN_CASES = [
-    ("a key the payload does not list", lambda h: ["--key", h["outsider"].uri], "none of the 5 keys this payload asks"),
+    ("a key the payload does not list", lambda h: ["--key", h["outsider"].uri],
+     f"the key in {{outsider}} (key id {{outsider_id}}) is not one this payload asks to sign with (it asks for: "),
     ("a key id the payload does not list", lambda h: ["--key", h["root1"].uri, "--keyid", h["outsider"].keyid],
      "is not a key this payload asks to sign with"),
     ("a key that is not the key id given", lambda h: ["--key", h["root1"].uri, "--keyid", h["root2"].keyid],
-     "cannot sign for key"),
-    ("a digest other than the one read aloud", lambda h: ["--key", h["root1"].uri, "--expect-digest", "0000 1111"],
+     "the key in {root1} (key id {root1_id}) is not one this payload asks"),
+    ("a digest other than the one read aloud",
+     lambda h: ["--key", h["root1"].uri, "--expect-digest", "0000 1111 2222 3333"],
      "not the one read aloud: do not sign"),
-    ("a missing private key", lambda h: ["--key", "file2:/nonexistent/key.pem"], "none of the 5 keys"),
+    ("a missing private key", lambda h: ["--key", "file2:/nonexistent/key.pem"],
+     "cannot read the key file /nonexistent/key.pem: No such file or directory"),
+    ("a missing key given as a plain relative path", lambda h: ["--key", "keys/missing.pem"],
+     "cannot read the key file {cwd}/keys/missing.pem: No such file or directory"),
+    ("a public key file", lambda h: ["--key", str(h["root1"].public)],
+     "{root1_public} holds a public key: sign with your private key file"),
+    ("a public key file as a file: URI", lambda h: ["--key", f"file:{h['root1'].public}"],
+     "{root1_public} holds a public key"),
+    ("a file that holds no key", lambda h: ["--key", str(h["root1"].public.parent.parent / "payload.json")],
+     "holds no private key this tool can read"),
 ]
 
 
@@ -317,8 +329,24 @@ def test_bad_signing_is_refused_and_leaves_the_payload_unchanged(case, tmp_path,
     payload = tmp_path / "payload.json"
     payload.write_bytes(v1_payload(holders, sign=("root2",)).to_bytes())
     before = payload.read_bytes()
+    words = words.format(outsider=holders["outsider"].private, outsider_id=holders["outsider"].keyid[:12],
+                         root1=holders["root1"].private, root1_id=holders["root1"].keyid[:12],
+                         root1_public=holders["root1"].public, cwd=Path.cwd())
     assert words in one_line_error(run(None, "ceremony", "sign", payload, *make(holders), ok=None))
     assert payload.read_bytes() == before
+
+
+def test_sign_takes_a_plain_path_and_needs_four_digest_groups(tmp_path, holders):
+    payload = tmp_path / "payload.json"
+    payload.write_bytes(v1_payload(holders, sign=()).to_bytes())
+    digest = ceremony.Payload.from_file(payload).digest()
+    short = run(None, "ceremony", "sign", payload, "--key", holders["root1"].private,
+                "--expect-digest", f"{digest[:4]} {digest[4:8]} {digest[8:12]}", ok=False)
+    assert short.exit_code == 2 and "has 3 group(s): give at least 4 groups" in short.output
+    assert ceremony.Payload.from_file(payload).digest() == digest and b'"sig"' not in payload.read_bytes()
+    signed = run(None, "ceremony", "sign", payload, "--key", holders["root1"].private,
+                 "--expect-digest", ceremony.read_aloud(digest[:16]))
+    assert f"signed root with key {holders['root1'].keyid[:12]}" in signed.output
 
 
 def _next(h, metadata_dir, *, root_names=(), targets_names=(), **changes) -> ceremony.Payload:
@@ -427,7 +455,7 @@ def test_signing_with_a_remote_key_uri(tmp_path, holders, monkeypatch):
     assert RemoteKMSSigner.calls == ["root1", "root1"]
     # Without: the key is found among the payload's keys by probing.
     result = run(None, "ceremony", "sign", payload, "--key", "testkms:targets1")
-    assert f"signed targets with key {holders['targets1'].keyid}" in result.output
+    assert f"signed targets with key {holders['targets1'].keyid[:12]}\n" in result.output
     signed = {role: set(md.signatures) for role, md in ceremony.Payload.from_file(payload).roles()}
     assert signed == {"root": {holders["root1"].keyid}, "targets": {holders["targets1"].keyid}}
     # A refused call is reported by type only.

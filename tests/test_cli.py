@@ -6,6 +6,7 @@ import base64
 import contextlib
 import json
 import logging
+import re
 
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
@@ -45,19 +46,55 @@ class RecordingMetrics:
 
 
 def test_status_table_and_json_with_keys_signers_and_expiry_warning(engine, tmp_path):
-    config = make_configurator(engine, tmp_path, **{"tuf.expiry.targets": "40d"})
-    assert "not bootstrapped" in run(config, "status").output
+    config = make_configurator(engine, tmp_path, **{"tuf.expiry.targets": "40d",
+                                                    "tuf.metadata_url": "https://files.example/metadata/"})
+    result = run(config, "status", ok=False)
+    assert result.exit_code == 1 and result.output.splitlines()[:2] == ["1 problem(s)", "  problem: not bootstrapped"]
     run(config, "bootstrap-dev")
-    report = json.loads(run(config, "status", "--json").output)
+    result = run(config, "status", "--json", ok=False)
+    assert result.exit_code == 1  # the targets expiry below
+    report = json.loads(result.output)
     roles = {role["role"]: role for role in report["roles"]}
     assert set(roles) == {"root", "targets", "snapshot", "timestamp"}
     assert roles["snapshot"]["keyids"] == roles["timestamp"]["keyids"] and roles["root"]["threshold"] == 1
     assert report["bins"]["count"] == 16 and report["pending"] == 0
     assert 0 < report["seconds_to_earliest_expiry"] <= 86400
+    assert report["development_keys"] and report["metadata_url"] == "https://files.example/metadata/"
     # targets expires in 40 days: well inside the 60 days the ceremony needs to be arranged
     assert [p for p in report["problems"] if p.startswith("targets expires at")]
-    table = run(config, "status").output
-    assert "targets" in table and "1 of 1:" in table and "problem: targets expires at" in table
+    table = run(config, "status", ok=False).output.splitlines()
+    assert table[0] == "1 problem(s)" and table[1].startswith("  problem: targets expires at")
+    assert "metadata:    https://files.example/metadata/" in table
+    rows = {line.split()[0]: line for line in table}
+    # TUF expiries are whole seconds: 40 days from the bootstrap reads as 39d or 40d
+    assert re.search(r" in (39|40)d \(20", rows["targets"]) and re.search(r" in 2[34]h ", rows["timestamp"]), table
+    keyid = roles["root"]["keyids"][0]
+    assert f"1 of 1: {keyid[:12]}" in rows["root"] and keyid[:13] not in rows["root"]
+    assert rows["pending:"].endswith("0 change(s)") and rows["last"].startswith("last publish: ")
+
+
+def test_status_is_ok_on_a_healthy_development_repository_and_2_when_unreadable(engine, tmp_path):
+    config = make_configurator(engine, tmp_path)
+    run(config, "bootstrap-dev")
+    with service(config) as manager:
+        publish_file(manager, tmp_path / "packages", "a-1.0.tar.gz", b"a")
+        manager.db.commit()
+    lines = run(config, "status").output.splitlines()  # exit 0
+    assert lines[0] == "OK" and "keys:        INSECURE development keys" in lines
+    pending = next(line for line in lines if line.startswith("pending:"))
+    assert pending.startswith("pending:     1 change(s), oldest ") and pending.endswith("s ago")
+    (tmp_path / "metadata" / "timestamp.json").unlink()
+    result = run(config, "status", ok=False)
+    assert result.exit_code == 1 and result.output.startswith("1 problem(s)\n  problem: storage is missing")
+    with engine.begin() as connection:
+        connection.exec_driver_sql("ALTER TABLE tuf_roles RENAME TO tuf_roles_gone")
+    try:
+        result = run(config, "status", ok=False)
+        assert result.exit_code == 2 and result.output.startswith("error: cannot read the repository: ")
+        assert len(result.output.strip().splitlines()) == 1
+    finally:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("ALTER TABLE tuf_roles_gone RENAME TO tuf_roles")
 
 
 def test_status_names_a_signer_that_root_does_not_trust(engine, tmp_path):
@@ -65,7 +102,7 @@ def test_status_names_a_signer_that_root_does_not_trust(engine, tmp_path):
     run(config, "bootstrap-dev")
     stranger = make_holder(tmp_path, "stranger")
     config = make_configurator(engine, tmp_path, **{"tuf.online_signers": stranger.uri})
-    report = json.loads(run(config, "status", "--json").output)
+    report = json.loads(run(config, "status", "--json", ok=False).output)  # exit 1: a problem
     assert any(p.startswith("online signer:") and "cannot sign for trusted key" in p for p in report["problems"])
     assert report["online_signers"] == [{"keyid": None, "uri": "file2:…" + str(stranger.private)[-24:]}]
 

@@ -159,7 +159,7 @@ def test_cli_status_and_bootstrap_in_production(engine, tmp_path):
     assert not (keys / devkeys.MARKER).read_text().count("keyid:")  # shipped: listed in the code
     prod = make_configurator(engine, tmp_path, **{"tuf.env": "production", "tuf.dev_keys_path": "",
                                                   "tuf.online_signers": f"file2:{SHIPPED_DIR / 'online.pem'}"})
-    report = json.loads(run(prod, "status", "--json").output)
+    report = json.loads(run(prod, "status", "--json", ok=False).output)
     dev_problems = [p for p in report["problems"] if "trusts development key" in p]
     assert len(dev_problems) == 5, report["problems"]  # root, targets, snapshot, timestamp, bins
     assert any(p.endswith("for its bins: refused in production") for p in dev_problems)

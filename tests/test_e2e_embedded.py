@@ -11,6 +11,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +26,7 @@ from dev.models import File, Project
 from dev.tasks import wait_for_embedded_tasks
 from tests.devhost import (
     PASSWORD,
+    ROOT,
     USERNAME,
     Host,
     HTTPClient,
@@ -153,6 +157,39 @@ def test_tuf_status_and_publish_commands_work_against_the_host(host, uploaded):
     assert report["targets"] == 4  # two distributions, two pages
     publish = dev_command("tuf", "publish", env=host.env)
     assert (publish.returncode, publish.stdout.strip()) == (0, "nothing to publish")
+
+
+def test_targets_lists_and_verifies_the_uploaded_wheel_from_any_directory(host, uploaded, tmp_path):
+    wheel = uploaded[1]
+    # From another directory, with the metadata URL the running host recorded in its data directory.
+    run = subprocess.run([sys.executable, "-m", "dev", "tuf", "targets", PROJECT, "--verify"], cwd=tmp_path,
+                         env={**os.environ, **host.env, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = run.stdout.splitlines()
+    rows = {line.split()[0]: line.split() for line in lines[:-1]}
+    assert list(rows) == sorted(map(dist_path, uploaded)) + [HTML_PAGE, JSON_PAGE]
+    path, length, sha256, bin_name, version = rows[dist_path(wheel)]
+    assert int(length) == wheel.stat().st_size
+    assert sha256 == "sha256:" + hashlib.sha256(wheel.read_bytes()).hexdigest()
+    assert bin_name.startswith("bins-") and version.startswith("v") and int(version[1:]) >= 2
+    assert lines[-1] == f"verified 4 target(s) as a client would, from {host.base}/tuf/metadata/"
+    wrong = dev_command("tuf", "targets", "no-such-project", env=host.env)
+    assert wrong.returncode == 1 and wrong.stderr.strip() == (
+        "error: no signed targets for project 'no-such-project' (not uploaded, not yet published, or a typo)")
+    only = dev_command("tuf", "targets", PROJECT, "--version", "1.0", env=host.env)
+    assert [line.split()[0] for line in only.stdout.splitlines()] == sorted(map(dist_path, uploaded))
+
+
+def test_the_host_logs_one_line_per_request_and_per_publish_and_names_its_keys(host, uploaded):
+    log = (host.data.parent / "serve.log").read_text()
+    assert "Task queue depth" not in log and "Traceback" not in log, log[-3000:]
+    assert f"TUF keys:  {ROOT / 'dev' / 'keys'}  (INSECURE development keys)" in log
+    assert f"status:   {sys.prefix}/bin/python -m dev tuf status" in log
+    uploads = [line for line in log.splitlines() if '"POST /legacy/ HTTP/1.1" 200' in line]
+    assert len(uploads) == 2, log[-3000:]  # the sdist and the wheel, one access-log line each
+    publishes = [line for line in log.splitlines() if line.startswith("tuf kind=publish ")]
+    assert publishes and all(" changes=" in line and " seconds=" in line for line in publishes)
 
 
 def test_deleting_the_release_then_the_project_removes_their_targets(host, uploaded):

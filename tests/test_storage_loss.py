@@ -99,10 +99,10 @@ def test_cli_status_json_and_recover_after_a_wipe(engine, tmp_path):
     config = make_configurator(engine, tmp_path)
     run(config, "bootstrap-dev")
     shutil.rmtree(tmp_path / "metadata")
-    report = json.loads(run(config, "status", "--json").output)
+    report = json.loads(run(config, "status", "--json", ok=False).output)
     assert "timestamp.json" in report["storage"]["missing"]
     assert any(p.startswith("storage is missing") for p in report["problems"])
-    table = run(config, "status", "--deep").output
+    table = run(config, "status", "--deep", ok=False).output
     assert "problem: storage is missing 20 file(s) clients need: 1.root.json" in table
     output = run(config, "recover").output
     assert "restored 1.root.json" in output and "re-signed 16 bin(s)" in output

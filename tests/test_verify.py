@@ -79,7 +79,29 @@ def test_healthy_repository_passes(published, served, metadata_dir):
     # The CLI, with a trusted root instead of trust on first use.
     result = run(None, "verify", f"{served}/metadata", "--root", metadata_dir / "1.root.json",
                  "--targets-url", f"{served}/packages")
-    assert "ok: timestamp 2, snapshot 2, 16 bins checked, 6 targets sampled" in result.output
+    assert "ok: timestamp 2, snapshot 2, 16 bins checked, 6 of 6 files and 0 of 0 pages checked" in result.output
+
+
+def test_files_are_sampled_by_default_from_the_derived_url_and_counted_exactly(published, served):
+    # No --targets-url: files are fetched from /packages/ on the metadata URL's host.
+    result = run(None, "verify", f"{served}/metadata", "--sample", 4)
+    assert result.output.strip().endswith("16 bins checked, 4 of 6 files and 0 of 0 pages checked")
+    result = run(None, "verify", f"{served}/metadata", "--sample", 50)
+    assert result.output.strip().endswith("6 of 6 files and 0 of 0 pages checked")
+    # Configured elsewhere: nothing is served there, and every sampled file is a problem.
+    result = run(None, "verify", f"{served}/metadata", "--sample", 2, "--targets-url", f"{served}/elsewhere",
+                 ok=False)
+    assert result.output.count("problem: target ") == 2 and "2 of 6 files" in result.stderr
+
+
+def test_a_server_that_is_down_is_one_plain_sentence(tmp_path):
+    from tests.devhost import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/metadata/"
+    result = run(None, "verify", url, ok=False)
+    assert result.exit_code == 2
+    assert result.output == (f"error: cannot reach http://127.0.0.1:{url.split(':')[2].split('/')[0]} "
+                             "(Connection refused): is the server running, and is the URL right?\n")
 
 
 def test_missing_bin_file_is_named(published, served, metadata_dir, settings):

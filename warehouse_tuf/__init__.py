@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event, select
-from sqlalchemy.orm import ORMExecuteState, Session
+if TYPE_CHECKING:
+    from sqlalchemy.orm import ORMExecuteState, Session
 
-from warehouse_tuf import pending, tasks
-from warehouse_tuf.interfaces import IMetadataStorage, ITUFService
-from warehouse_tuf.services import TUFManager
-from warehouse_tuf.settings import TUFSettings
-from warehouse_tuf.targets import InvalidTargetError, file_hashes
+    from warehouse_tuf import pending
+
+# Everything else is imported where it is used: ``warehouse-tuf --help`` and a
+# host's command line that only imports this package stay fast (the ceremony's
+# key holders need neither SQLAlchemy nor Pyramid loaded to read a help text).
 
 log = logging.getLogger("warehouse_tuf")
 
@@ -33,6 +33,8 @@ def record_removals(config: Any, session: Session, flush_context: Any, instances
     Projects and releases are recorded as such: their files may go by database
     cascade, with no ORM delete event of their own.
     """
+    from warehouse_tuf import pending
+
     Project, Release, File = config.registry["tuf.models"]
     rows = []
     for obj in session.deleted:
@@ -53,6 +55,9 @@ def record_additions(config: Any, session: Session, flush_context: Any) -> None:
     writes a journal entry (and moves the serial the page shows), so the pages
     are re-signed for each project named by a new journal entry.
     """
+    from warehouse_tuf import pending
+    from warehouse_tuf.targets import file_hashes
+
     File = config.registry["tuf.models"][2]
     Journal = config.registry["tuf.journal_model"]
     algorithms = config.registry["tuf.settings"].hash_algorithms
@@ -78,6 +83,10 @@ def record_bulk_deletes(config: Any, state: ORMExecuteState) -> None:
     """``do_orm_execute``: bulk deletes emit no per-object events; read what they delete first."""
     if not state.is_delete or state.bind_mapper is None:
         return
+    from sqlalchemy import select
+
+    from warehouse_tuf import pending
+
     Project, Release, File = config.registry["tuf.models"]
     model = state.bind_mapper.class_
     if model not in (Project, Release, File):
@@ -108,6 +117,8 @@ def _unless_refused(make_row: Any, *args: Any, **kwargs: Any) -> list[pending.Ro
     safely stays unsigned (as ``tuf backfill`` skips it) rather than failing the
     host's transaction.
     """
+    from warehouse_tuf.targets import InvalidTargetError
+
     try:
         return [make_row(*args, **kwargs)]
     except InvalidTargetError as error:
@@ -121,6 +132,8 @@ def _where(query: Any, where: Any) -> Any:
 
 def _record(session: Session, rows: list[pending.Row]) -> None:
     if rows:
+        from warehouse_tuf import pending
+
         pending.record(session.connection(), rows)
         session.info[PENDING_KEY] = True
 
@@ -129,6 +142,8 @@ def queue_publish(config: Any, session: Session) -> None:
     """``after_commit``: queue one publish for everything this transaction recorded."""
     if not session.info.pop(PENDING_KEY, False):
         return
+    from warehouse_tuf import tasks
+
     try:
         config.task(tasks.publish).delay()
     except Exception:
@@ -153,6 +168,13 @@ def forget_marked_pages(config: Any, session: Session, transaction: Any) -> None
 
 
 def includeme(config: Any) -> None:
+    from sqlalchemy import event
+
+    from warehouse_tuf import tasks
+    from warehouse_tuf.interfaces import IMetadataStorage, ITUFService
+    from warehouse_tuf.services import TUFManager
+    from warehouse_tuf.settings import TUFSettings
+
     settings = TUFSettings.from_settings(config.get_settings())
     registry = config.registry
     registry["tuf.settings"] = settings

@@ -49,6 +49,30 @@ class CeremonyError(ValueError):
     """A ceremony input is wrong; the message is one line and names the problem."""
 
 
+# -- the digest, read aloud ----------------------------------------------------------
+
+#: ``sign --expect-digest`` needs at least this many groups of four hex digits (64 bits).
+MIN_DIGEST_GROUPS = 4
+
+
+def read_aloud(digest: str) -> str:
+    """``8c868efd...`` as ``8c86 8efd ...``: groups of four, as holders read it aloud."""
+    return " ".join(digest[i:i + 4] for i in range(0, len(digest), 4))
+
+
+def parse_read_aloud(text: str, min_groups: int = MIN_DIGEST_GROUPS) -> str:
+    """The digest prefix a holder typed as groups of four hex digits; refuses fewer than ``min_groups``."""
+    groups = text.lower().split()
+    if len(groups) == 1 and len(groups[0]) > 4:  # typed without spaces
+        groups = [groups[0][i:i + 4] for i in range(0, len(groups[0]), 4)]
+    if any(len(group) != 4 or set(group) - set("0123456789abcdef") for group in groups):
+        raise ValueError(f"{text!r}: give groups of four hex digits, as 'ceremony verify' prints them")
+    if len(groups) < min_groups:
+        raise ValueError(f"{text!r} has {len(groups)} group(s): give at least {min_groups} groups of "
+                         "the digest read aloud")
+    return "".join(groups)
+
+
 # -- keys -------------------------------------------------------------------------
 
 
@@ -77,6 +101,63 @@ def load_public_key(path: str | Path) -> Key:
         raise CeremonyError(f"{path}: {exc}") from None
     except ValueError as exc:
         raise CeremonyError(f"{path}: neither a PEM public key nor a TUF key object ({exc})") from None
+
+
+def public_key_path(private_path: str | Path) -> str:
+    """Where ``generate-key`` writes the public key of ``private_path`` by default."""
+    path = str(private_path)
+    return (path.removesuffix(".pem") if path.endswith(".pem") else path) + ".pub.pem"
+
+
+def generate_key(private_path: str | Path, public_path: str | Path, scheme: str = "ed25519") -> Key:
+    """Create a key pair with securesystemslib's CryptoSigner: the private PEM (mode 0600, never
+    overwritten) and the public PEM. Returns the public key."""
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_private_key
+    from securesystemslib.signer import CryptoSigner
+
+    private_path, public_path = Path(private_path), Path(public_path)
+    for path in (private_path, public_path):
+        if path.exists():
+            raise CeremonyError(f"{path.resolve()} exists: choose another file (a key is never overwritten)")
+    generate = {
+        "ed25519": CryptoSigner.generate_ed25519,
+        "ecdsa-sha2-nistp256": CryptoSigner.generate_ecdsa,
+        "rsa-pss-sha256": CryptoSigner.generate_rsa,
+    }
+    signer = generate[scheme]()
+    try:
+        fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(signer.private_bytes)
+        public = load_pem_private_key(signer.private_bytes, password=None).public_key().public_bytes(
+            Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+        with open(public_path, "xb") as handle:
+            handle.write(public)
+    except OSError as exc:
+        raise CeremonyError(f"cannot write {exc.filename}: {exc.strerror or exc}") from None
+    return signer.public_key
+
+
+def import_hsm_key(public_path: str | Path) -> tuple[str, Key]:
+    """The public key of the HSM's signing key (securesystemslib's HSMSigner), written as TUF key
+    JSON to ``public_path``; returns the signing URI and the key."""
+    try:
+        from securesystemslib.signer import HSMSigner
+
+        uri, key = HSMSigner.import_()
+    except ImportError as exc:
+        raise CeremonyError(f"HSM support is not installed ({exc}): pip install 'securesystemslib[hsm]'"
+                            ) from None
+    except Exception as exc:  # PyKCS11 and the token raise many kinds
+        raise CeremonyError(f"cannot read the HSM's key ({type(exc).__name__}: {exc}); set PYKCS11LIB "
+                            "to the token's PKCS#11 module and plug the token in") from None
+    body = {"keytype": key.keytype, "scheme": key.scheme, "keyval": key.keyval}
+    try:
+        with open(public_path, "x") as handle:
+            handle.write(json.dumps(body, indent=2, sort_keys=True) + "\n")
+    except OSError as exc:
+        raise CeremonyError(f"cannot write {Path(public_path).resolve()}: {exc.strerror or exc}") from None
+    return uri, key
 
 
 def key_from_dict(obj: object) -> Key:
@@ -186,11 +267,11 @@ def next_roles(
         keys = {k: old.keys[k] for k in old.roles[role].keyids}
         for keyid in remove:
             if keyid not in keys:
-                raise CeremonyError(f"cannot remove {role} key {keyid}: root v{old.version} does not list it")
+                raise CeremonyError(f"cannot remove {role} key {keyid[:12]}: root v{old.version} does not list it")
             del keys[keyid]
         for key in add:
             if key.keyid in keys:
-                raise CeremonyError(f"{role} key {key.keyid} is already a {role} key")
+                raise CeremonyError(f"{role} key {key.keyid[:12]} is already a {role} key")
             keys[key.keyid] = key
         specs[role] = RoleSpec(list(keys.values()), threshold or old.roles[role].threshold)
     current_online = signing.online_keys(old, current_targets.signed)
@@ -385,9 +466,11 @@ class Payload:
             candidates.update(self.accepted_keys(role))
         if keyid is not None:
             if keyid not in candidates:
-                raise CeremonyError(f"key {keyid} is not a key this payload asks to sign with")
+                raise CeremonyError(f"key {keyid[:12]} is not a key this payload asks to sign with")
             candidates = {keyid: candidates[keyid]}
-        signer = _matching_signer(uri, candidates)
+        local = _local_key_path(uri)
+        signer = (_file_signer(local, candidates) if local is not None
+                  else _matching_signer(uri, candidates))
         signed = []
         for role, md in self.roles():
             if signer.public_key.keyid in self.accepted_keys(role):
@@ -535,6 +618,58 @@ def _metadata_from_dict(name: str, obj: object, kind: type) -> Metadata | None:
             if undefined:
                 raise CeremonyError(f"{name}: its {role_name} role trusts key(s) it does not define: {undefined}")
     return md
+
+
+def _local_key_path(uri: str) -> Path | None:
+    """The file of a key given as a plain path, ``file:PATH`` or ``file2:PATH``; None for other URIs."""
+    scheme, colon, rest = uri.partition(":")
+    if not colon or "/" in scheme or "\\" in scheme or len(scheme) == 1:  # a path (or C:\...)
+        return Path(uri)
+    if scheme in ("file", "file2") and "?" not in rest:
+        return Path(rest.removeprefix("//"))
+    return None
+
+
+def _is_key_json(data: bytes) -> bool:
+    """Whether ``data`` is a TUF key object (a public key, as ``import-hsm-key`` writes)."""
+    try:
+        obj = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(obj, dict) and "keyval" in obj
+
+
+def _file_signer(path: Path, candidates: dict[str, Key]) -> Signer:
+    """The signer of the private key in ``path``; says which way it is wrong, naming the full path.
+
+    Three cases are told apart: the file cannot be read (or holds no private
+    key), it holds a public key, or it holds a key the payload does not ask for.
+    """
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+    from securesystemslib.signer import CryptoSigner
+
+    where = path.resolve()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CeremonyError(f"cannot read the key file {where}: {exc.strerror or exc}") from None
+    if b"PUBLIC KEY" in data or _is_key_json(data):
+        raise CeremonyError(f"{where} holds a public key: sign with your private key file")
+    try:
+        private = load_pem_private_key(data, password=None)
+        signer = CryptoSigner(private)
+    except TypeError:
+        raise CeremonyError(f"{where} is an encrypted private key: give an unencrypted PEM, or keep "
+                            "it in an HSM or KMS (hsm:, awskms:, gcpkms:, azurekms:, hv:)") from None
+    except Exception as exc:  # cryptography raises several kinds for what is not a key
+        raise CeremonyError(f"{where} holds no private key this tool can read "
+                            f"({type(exc).__name__}): give a PEM private key file") from None
+    keyid = signer.public_key.keyid
+    if keyid not in candidates:
+        asked = ", ".join(k[:12] for k in sorted(candidates))
+        raise CeremonyError(f"the key in {where} (key id {keyid[:12]}) is not one this payload asks to "
+                            f"sign with (it asks for: {asked})")
+    return CryptoSigner(private, candidates[keyid])  # the key object as the payload lists it
 
 
 def _matching_signer(uri: str, candidates: dict[str, Key]) -> Signer:

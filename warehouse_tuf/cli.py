@@ -1,8 +1,15 @@
-"""The ``tuf`` click group: ``warehouse tuf ...`` in Warehouse, ``python -m dev tuf ...`` here.
+"""The extension's command line.
 
-Attach it to a host's root group with one line: ``warehouse.add_command(tuf)``.
-The root group's context object is the host's Pyramid Configurator (Warehouse's
-``LazyConfig``); commands build a scripting request from its registry.
+- ``tuf``: the click group a host attaches to its own (``warehouse tuf ...`` in
+  Warehouse, ``python -m dev tuf ...`` here). Attach it with one line:
+  ``warehouse.add_command(tuf)``. The root group's context object is the
+  host's Pyramid Configurator (Warehouse's ``LazyConfig``); commands build a
+  scripting request from its registry.
+- ``main``: the ``warehouse-tuf`` console script, for what needs no index: the
+  offline ``ceremony``, ``verify`` (an outsider's audit) and ``key-id``. A key
+  holder on an offline machine needs only ``pip install warehouse-tuf``.
+
+Modules are imported inside the commands: ``--help`` loads click alone.
 """
 
 from __future__ import annotations
@@ -15,22 +22,22 @@ from typing import Any, TypeVar
 
 import click
 
-from tuf.api.metadata import Metadata
-
-from warehouse_tuf import ceremony as ceremonylib
-from warehouse_tuf.interfaces import ITUFService
-from warehouse_tuf.models import utcnow
-from warehouse_tuf.services import RepositoryError
-from warehouse_tuf.settings import ConfigurationError, parse_duration
-from warehouse_tuf.signing import SigningError
-
 T = TypeVar("T")
+
+#: Key ids are shown by their first 12 hex digits everywhere (ceremony, status, targets).
+KEYID_CHARS = 12
+
+
+def short_keyid(keyid: str) -> str:
+    return keyid[:KEYID_CHARS]
 
 
 @contextlib.contextmanager
-def service(config: Any) -> Iterator[ITUFService]:
-    """The TUF service of a scripting request on the host's registry."""
+def service(config: Any) -> Iterator[Any]:
+    """The TUF service (``ITUFService``) of a scripting request on the host's registry."""
     from pyramid.scripting import prepare
+
+    from warehouse_tuf.interfaces import ITUFService
 
     env = prepare(registry=config.registry)
     try:
@@ -39,18 +46,63 @@ def service(config: Any) -> Iterator[ITUFService]:
         env["closer"]()
 
 
-def _fail(exc: Exception) -> None:
+def _fail(exc: Exception | str, code: int = 1) -> None:
     click.echo(f"error: {exc}", err=True)
-    sys.exit(1)
+    sys.exit(code)
 
 
-def _call(config: Any, operation: Callable[[ITUFService], T]) -> T:
+def _errors() -> tuple[type[Exception], ...]:
+    """What a command reports as a one-line error: repository, setting, signer and ceremony problems."""
+    from warehouse_tuf.ceremony import CeremonyError
+    from warehouse_tuf.services import RepositoryError
+    from warehouse_tuf.settings import ConfigurationError
+    from warehouse_tuf.signing import SigningError
+
+    return RepositoryError, ConfigurationError, SigningError, CeremonyError
+
+
+def _call(config: Any, operation: Callable[[Any], T]) -> T:
     """``operation(service)``; a repository, setting or signer problem is a one-line error."""
     try:
         with service(config) as tuf_service:
             return operation(tuf_service)
-    except (RepositoryError, ConfigurationError, SigningError) as exc:
+    except _errors() as exc:
         _fail(exc)
+
+
+class Progress:
+    """``progress(stage, done, total)`` callbacks drawn as click progress bars, one per stage.
+
+    Bars are drawn only on a terminal; elsewhere (logs, pipes, tests) nothing is
+    printed, so output stays one line per result.
+    """
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty()
+        self.stage: str | None = None
+        self.bar: Any = None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if stage != self.stage:
+            self.close()
+            self.stage = stage
+            self.bar = click.progressbar(length=max(total, 1), label=f"{stage:<8}", file=self.stream)
+            self.bar.render_progress()
+        self.bar.update(done - self.bar.pos)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.render_finish()
+            self.bar = None
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 @click.group()
@@ -75,6 +127,30 @@ def upgrade(config: Any) -> None:
     click.echo("warehouse-tuf tables are up to date")
 
 
+def relative(seconds: float) -> str:
+    """``in 20h``, ``3m ago``: a duration from now, in hours up to two days, then days."""
+    ahead = seconds > 0
+    left = abs(int(seconds))
+    if left < 60:
+        text = f"{left}s"
+    elif left < 3600:
+        text = f"{left // 60}m"
+    elif left < 2 * 86400:
+        minutes = left % 3600 // 60
+        text = f"{left // 3600}h" + (f"{minutes:02d}m" if left < 10 * 3600 and minutes else "")
+    else:
+        text = f"{left // 86400}d"
+    return f"in {text}" if ahead else f"{text} ago"
+
+
+def _keys(keyids: list[str]) -> str:
+    return ", ".join(short_keyid(keyid) for keyid in keyids)
+
+
+#: ``tuf status`` exit codes.
+STATUS_OK, STATUS_PROBLEMS, STATUS_UNREADABLE = 0, 1, 2
+
+
 @tuf.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object, for monitoring.")
 @click.option("--deep", is_flag=True,
@@ -82,29 +158,100 @@ def upgrade(config: Any) -> None:
                    "chain, timestamp, snapshot and targets.")
 @click.pass_obj
 def status(config: Any, as_json: bool, deep: bool) -> None:
-    """Roles, versions, expiries, pending changes, what storage lacks, and problems."""
-    with service(config) as tuf_service:
-        report = tuf_service.status(deep=deep)
+    """Whether the repository is healthy, at a glance; then roles, expiries and pending changes.
+
+    The first line is ``OK`` or ``N problem(s)``. Exit status: 0 when OK, 1 with
+    problems, 2 when the repository cannot be read (database or storage).
+    """
+    try:
+        with service(config) as tuf_service:
+            report = tuf_service.status(deep=deep)
+    except Exception as exc:  # noqa: BLE001  any failure to read is exit 2, in one line
+        message = str(exc).splitlines()[0] if str(exc) else ""
+        _fail(f"cannot read the repository: {type(exc).__name__}: {message}", STATUS_UNREADABLE)
+    code = STATUS_PROBLEMS if report["problems"] else STATUS_OK
     if as_json:
         click.echo(json.dumps(report, sort_keys=True))
-        return
+        sys.exit(code)
+    problems = report["problems"]
+    click.echo("OK" if not problems else f"{len(problems)} problem(s)")
+    for problem in problems:
+        click.echo(f"  problem: {problem}")
     if not report["bootstrapped"]:
-        click.echo(f"not bootstrapped; {report['pending']} pending change(s)")
-        return
-    click.echo(f"{'role':<12} {'version':>8}  {'expires':<26} keys")
+        click.echo(f"pending:     {report['pending']} change(s)")
+        sys.exit(code)
+    click.echo(f"metadata:    {report.get('metadata_url') or '(tuf.metadata_url is not set)'}")
+    click.echo(f"keys:        " + ("INSECURE development keys" if report.get("development_keys")
+                                   else "keys from a signing ceremony"))
+    click.echo(f"{'role':<12} {'version':>8}  {'expires':<28} keys")
     for role in report["roles"]:
-        keys = ", ".join(keyid[:8] for keyid in role["keyids"])
-        click.echo(f"{role['role']:<12} {role['version']:>8}  {role['expires']:<26} "
-                   f"{role['threshold']} of {len(role['keyids'])}: {keys}")
+        expires = f"{relative(role['expires_in_seconds'])} ({role['expires'][:16]})"
+        click.echo(f"{role['role']:<12} {role['version']:>8}  {expires:<28} "
+                   f"{role['threshold']} of {len(role['keyids'])}: {_keys(role['keyids'])}")
     bins = report["bins"]
-    click.echo(f"{'bins':<12} {bins['count']:>8}  earliest {bins['earliest_expiry']} "
-               f"({bins['earliest_expiring']}), highest version {bins['max_version']}")
-    click.echo(f"targets: {report['targets']}  pending: {report['pending']}  "
-               f"last publish: {report['last_publish']}")
+    earliest = f"{relative(bins['earliest_expiry_seconds'])} ({bins['earliest_expiry'][:16]})"
+    click.echo(f"{'bins':<12} {bins['count']:>8}  {earliest:<28} {_keys(bins['keyids'])}; "
+               f"earliest {bins['earliest_expiring']}, highest version {bins['max_version']}")
+    oldest = (f", oldest {relative(-report['oldest_pending_seconds'])}"
+              if report["pending"] else "")
+    click.echo(f"pending:     {report['pending']} change(s){oldest}")
+    click.echo(f"last publish: {relative(-report['last_publish_seconds'])} "
+               f"({report['last_publish'][:19]})")
+    click.echo(f"targets:     {report['targets']}")
     for signer in report["online_signers"]:
-        click.echo(f"online signer: {signer['keyid'] or '(the one online key)'} {signer['uri']}")
-    for problem in report["problems"]:
-        click.echo(f"problem: {problem}")
+        keyid = short_keyid(signer["keyid"]) if signer["keyid"] else "(the one online key)"
+        click.echo(f"online signer: {keyid} {signer['uri']}")
+    sys.exit(code)
+
+
+@tuf.command()
+@click.argument("project")
+@click.option("--version", "release", help="Only this release's files.")
+@click.option("--verify", "check", is_flag=True,
+              help="Fetch each target as a client would (ngclient, trusting the database's root) "
+                   "and verify it; exit 1 if one fails.")
+@click.option("--metadata-url", help="Where clients fetch the metadata  [default: tuf.metadata_url]")
+@click.option("--targets-url", help="Where files are served  [default: /packages/ on the metadata host]")
+@click.option("--simple-url", help="Where pages are served  [default: /simple/ on the metadata host]")
+@click.pass_obj
+def targets(config: Any, project: str, release: str | None, check: bool, metadata_url: str | None,
+            targets_url: str | None, simple_url: str | None) -> None:
+    """A project's signed targets: path, length, sha256, bin, and the bin version that holds it.
+
+    Files come first (their path is Warehouse's ``File.path``, the target path
+    a client asks for), then the project's two simple pages.
+    """
+    from warehouse_tuf import listing
+
+    found: dict[str, Any] = {}
+
+    def read(tuf_service: Any) -> list[dict[str, Any]]:
+        found["root"] = listing.trusted_root(tuf_service) if check else None
+        found["url"] = metadata_url or tuf_service.settings.metadata_url
+        return listing.project_targets(tuf_service, project, release)
+
+    rows = _call(config, read)
+    if not rows:
+        _fail(f"no signed targets for project {project!r}"
+              + (f" version {release!r}" if release else "")
+              + " (not uploaded, not yet published, or a typo)")
+    for row in rows:
+        version = f"v{row['bin_version']}" + (" (re-signing)" if row["resigning"] else "")
+        click.echo(f"{row['path']}  {row['length']}  sha256:{row['sha256']}  {row['bin']} {version}")
+    if not check:
+        return
+    if not found["url"]:
+        _fail("--verify needs the metadata URL clients use: set tuf.metadata_url or give --metadata-url")
+    from warehouse_tuf.verify import derived_urls, verify_targets
+
+    files_url, pages_url = derived_urls(found["url"], targets_url, simple_url)
+    failures = verify_targets(found["url"], found["root"], [row["path"] for row in rows],
+                              targets_url=files_url, simple_url=pages_url)
+    for path, problem in failures.items():
+        click.echo(f"problem: {path}: {problem}", err=True)
+    if failures:
+        _fail(f"{len(failures)} of {len(rows)} target(s) failed verification as a client")
+    click.echo(f"verified {len(rows)} target(s) as a client would, from {found['url']}")
 
 
 @tuf.command()
@@ -119,16 +266,37 @@ def publish(config: Any) -> None:
         click.echo("nothing to publish")
 
 
+def _with_progress(operation: Callable[[Any], T]) -> Callable[[Any], T]:
+    """``operation`` with progress bars for the bins the service signs (on a terminal)."""
+    def run(tuf_service: Any) -> T:
+        with Progress() as progress:
+            tuf_service.progress = progress
+            return operation(tuf_service)
+    return run
+
+
 @tuf.command()
 @click.pass_obj
 def refresh(config: Any) -> None:
     """Re-sign the online roles that expire within the refresh window."""
-    result = _call(config, lambda tuf_service: tuf_service.refresh())
+    result = _call(config, _with_progress(lambda tuf_service: tuf_service.refresh()))
     if result.published:
         click.echo(f"re-signed {len(result.bins)} bin(s): snapshot {result.snapshot_version}, "
                    f"timestamp {result.timestamp_version}")
     else:
         click.echo("nothing is due")
+
+
+@tuf.command("resign-bins")
+@click.option("--bin", "indexes", multiple=True, type=click.IntRange(0), metavar="INDEX",
+              help="Re-sign only this bin (by index); repeat. Default: every bin.")
+@click.pass_obj
+def resign_bins(config: Any, indexes: tuple[int, ...]) -> None:
+    """Re-sign bins (every bin by default) under new versions, then snapshot and timestamp."""
+    result = _call(config, _with_progress(
+        lambda tuf_service: tuf_service.resign_bins(list(indexes) or None)))
+    click.echo(f"re-signed {len(result.bins)} bin(s): snapshot {result.snapshot_version}, "
+               f"timestamp {result.timestamp_version}")
 
 
 @tuf.command()
@@ -143,7 +311,7 @@ def recover(config: Any) -> None:
     restore, changes committed after the backup are not re-queued; record them
     again (e.g. by backfill), then publish.
     """
-    result = _call(config, lambda tuf_service: tuf_service.recover())
+    result = _call(config, _with_progress(lambda tuf_service: tuf_service.recover()))
     for name in result.restored:
         click.echo(f"restored {name}")
     for name in result.unrecoverable:
@@ -183,21 +351,9 @@ def backfill(config: Any, batch_files: int, batch_bins: int) -> None:
 
     Resumable: after an interruption, run it again; it continues where it stopped.
     """
-    shown: dict[str, Any] = {}
-
-    def progress(stage: str, done: int, total: int) -> None:
-        if shown.get("stage") != stage:
-            if shown:
-                shown["bar"].render_finish()
-            shown.update(stage=stage, bar=click.progressbar(length=max(total, 1), label=f"{stage:<5}"))
-        shown["bar"].update(done - shown["bar"].pos)
-
-    try:
+    with Progress() as progress:
         result = _call(config, lambda tuf_service: tuf_service.backfill(
             batch_files=batch_files, batch_bins=batch_bins, progress=progress))
-    finally:
-        if shown:
-            shown["bar"].render_finish()
     for reason in result.skipped:
         click.echo(f"skipped: {reason}", err=True)
     stages = ", ".join(f"{stage} {seconds:.1f}s" for stage, seconds in result.stages.items())
@@ -210,6 +366,8 @@ def backfill(config: Any, batch_files: int, batch_bins: int) -> None:
 
 
 def _duration(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    from warehouse_tuf.settings import parse_duration
+
     if value is None:
         return None
     try:
@@ -219,6 +377,8 @@ def _duration(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 
 
 def _public_keys(ctx: click.Context, param: click.Parameter, value: Any) -> list:
+    from warehouse_tuf import ceremony as ceremonylib
+
     try:
         return [ceremonylib.load_public_key(path) for path in value or ()]
     except ceremonylib.CeremonyError as exc:
@@ -240,24 +400,25 @@ def _load_spec(ctx: click.Context, param: click.Parameter, value: Any) -> None:
 
 def _show_payload(payload: Any) -> list[str]:
     """Print who signed what and the digests to read aloud; return the problems."""
-    digest = payload.digest()
-    click.echo(f"payload digest (read aloud): {' '.join(digest[i:i + 4] for i in range(0, 64, 4))}")
+    from warehouse_tuf.ceremony import read_aloud
+
+    click.echo(f"payload digest (read aloud): {read_aloud(payload.digest())}")
     for report in payload.report():
         click.echo(f"{report.role} v{report.version}  expires {report.expires.isoformat()}  "
                    f"sha256 {report.digest}")
         for t in report.thresholds:
             click.echo(f"  {t.label} asks {t.threshold} of {len(t.signed) + len(t.missing)} "
                        f"{report.role} keys: signed {len(t.signed)}"
-                       + (f" ({', '.join(k[:12] for k in t.signed)})" if t.signed else "")
-                       + (f"; not yet: {', '.join(k[:12] for k in t.missing)}" if t.missing else ""))
+                       + (f" ({_keys(t.signed)})" if t.signed else "")
+                       + (f"; not yet: {_keys(t.missing)}" if t.missing else ""))
         for sig in report.signatures:
             if sig.state != "valid":
-                click.echo(f"  signature by {sig.keyid[:12]}: {sig.state}")
+                click.echo(f"  signature by {short_keyid(sig.keyid)}: {sig.state}")
     root = payload.root_in_force
     targets = payload.targets.signed if payload.targets else None
     if root is not None:
         online = root.roles["snapshot"]
-        click.echo(f"online key(s): {', '.join(k[:12] for k in online.keyids)} (threshold {online.threshold})")
+        click.echo(f"online key(s): {_keys(sorted(online.keyids))} (threshold {online.threshold})")
     if targets is not None and targets.delegations and targets.delegations.succinct_roles:
         succinct = targets.delegations.succinct_roles
         click.echo(f"bins: {2**succinct.bit_length} ({succinct.name_prefix}-*)")
@@ -268,9 +429,57 @@ def _show_payload(payload: Any) -> list[str]:
     return problems
 
 
-@tuf.group()
+@click.group()
 def ceremony() -> None:
-    """Offline signing of root and targets, one key holder after another."""
+    """Offline signing of root and targets, one key holder after another (docs/ceremony.md)."""
+
+
+@ceremony.command("generate-key")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True,
+              help="The new private key file (PEM, unencrypted, mode 0600); refused if it exists.")
+@click.option("--public", "public_output", type=click.Path(dir_okay=False),
+              help="Where to write the public key (PEM)  [default: OUTPUT with .pub.pem]")
+@click.option("--scheme", type=click.Choice(["ed25519", "ecdsa-sha2-nistp256", "rsa-pss-sha256"]),
+              default="ed25519", show_default=True)
+def generate_key(output: str, public_output: str | None, scheme: str) -> None:
+    """Create a key pair in files: the private key for its holder, the public key for the coordinator.
+
+    For a key in an HSM, create it with the HSM's own tool and export its
+    public key with 'ceremony import-hsm-key' (securesystemslib cannot create
+    keys inside an HSM).
+    """
+    from warehouse_tuf import ceremony as ceremonylib
+
+    public_output = public_output or ceremonylib.public_key_path(output)
+    try:
+        key = ceremonylib.generate_key(output, public_output, scheme)
+    except ceremonylib.CeremonyError as exc:
+        _fail(exc)
+    click.echo(f"private key: {output} (keep it offline; sign with --key file2:{output})")
+    click.echo(f"public key:  {public_output} (give this one to the coordinator)")
+    click.echo(f"key id:      {short_keyid(key.keyid)}  ({key.keyid}, {key.keytype}/{key.scheme})")
+
+
+@ceremony.command("import-hsm-key")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True,
+              help="The public key file to write (TUF key JSON).")
+def import_hsm_key(output: str) -> None:
+    """Export the public key of the key on an HSM (PKCS#11) as a TUF key file, with its signing URI.
+
+    Needs securesystemslib's HSM support (pip install 'securesystemslib[hsm]',
+    PyKCS11) and PYKCS11LIB naming the token's PKCS#11 module. The key must be
+    an ECDSA P-256 or P-384 key with PKCS#11 key id 2 (PIV slot 9c, "digital
+    signature"), where securesystemslib's HSMSigner reads it.
+    """
+    from warehouse_tuf import ceremony as ceremonylib
+
+    try:
+        uri, key = ceremonylib.import_hsm_key(output)
+    except ceremonylib.CeremonyError as exc:
+        _fail(exc)
+    click.echo(f"public key: {output}")
+    click.echo(f"key id:     {short_keyid(key.keyid)}  ({key.keyid}, {key.keytype}/{key.scheme})")
+    click.echo(f"sign with:  --key {uri}")
 
 
 @ceremony.command()
@@ -293,6 +502,9 @@ def ceremony() -> None:
 def init(root_key, root_threshold, targets_key, targets_threshold, online_key, online_threshold,
          bin_count, bin_prefix, root_expiry, targets_expiry, output) -> None:
     """Write the unsigned root v1 and targets v1 payload."""
+    from warehouse_tuf import ceremony as ceremonylib
+    from warehouse_tuf.models import utcnow
+
     try:
         now = utcnow()
         root, targets = ceremonylib.build_roles(
@@ -336,6 +548,11 @@ def prepare(root_file, targets_file, add_root_key, remove_root_key, root_thresho
             remove_targets_key, targets_threshold, online_key, online_threshold, root_expiry,
             targets_expiry, without_old_keys, output) -> None:
     """Write the unsigned next root and/or targets: key rotation, thresholds, renewal."""
+    from tuf.api.metadata import Metadata
+
+    from warehouse_tuf import ceremony as ceremonylib
+    from warehouse_tuf.signing import SigningError
+
     try:
         current = {}
         for name, path in (("root", root_file), ("targets", targets_file)):
@@ -363,45 +580,66 @@ def prepare(root_file, targets_file, add_root_key, remove_root_key, root_thresho
 
 def _write_new(path: str, data: bytes) -> None:
     """Write a new file; refuse to overwrite (a signed payload is never clobbered by accident)."""
+    from warehouse_tuf.ceremony import CeremonyError
+
     try:
         with open(path, "xb") as handle:
             handle.write(data)
     except FileExistsError:
-        raise ceremonylib.CeremonyError(f"{path} exists; choose another --output") from None
+        raise CeremonyError(f"{path} exists; choose another --output") from None
 
 
 @ceremony.command("key-id")
 @click.argument("public_key", type=click.Path(dir_okay=False))
 def key_id(public_key) -> None:
     """Print the TUF key id of a public key file, for holders to read aloud."""
+    from warehouse_tuf import ceremony as ceremonylib
+
     try:
         key = ceremonylib.load_public_key(public_key)
     except ceremonylib.CeremonyError as exc:
         _fail(exc)
-    click.echo(f"{key.keyid}  {key.keytype}/{key.scheme}")
+    click.echo(f"{short_keyid(key.keyid)}  ({key.keyid}, {key.keytype}/{key.scheme})")
+
+
+def _expected_digest(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--expect-digest``: at least four groups of four hex digits, as read aloud."""
+    from warehouse_tuf.ceremony import MIN_DIGEST_GROUPS, parse_read_aloud
+
+    if value is None:
+        return None
+    try:
+        return parse_read_aloud(value, MIN_DIGEST_GROUPS)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @ceremony.command()
 @click.argument("payload_file", type=click.Path(dir_okay=False))
 @click.option("--key", "uri", required=True,
-              help="Private key URI: file2:PATH, hsm:, awskms:, gcpkms:, azurekms:, hv:.")
+              help="Private key: a PEM file path (or file2:PATH), hsm:, awskms:, gcpkms:, azurekms:, hv:.")
 @click.option("--keyid", help="The key id this key should be (skips trying each listed key).")
-@click.option("--expect-digest", help="Refuse unless the payload digest starts with this (read aloud).")
+@click.option("--expect-digest", callback=_expected_digest, metavar="'XXXX XXXX XXXX XXXX ...'",
+              help="Refuse unless the payload digest starts with these groups, as read aloud "
+                   "(at least four groups of four).")
 def sign(payload_file, uri, keyid, expect_digest) -> None:
     """Add one signature, with one key, to the payload (in place)."""
+    from warehouse_tuf import ceremony as ceremonylib
+
     try:
         payload = ceremonylib.Payload.from_file(payload_file)
         digest = payload.digest()
-        if expect_digest and not digest.startswith(expect_digest.replace(" ", "").lower()):
+        if expect_digest and not digest.startswith(expect_digest):
             raise ceremonylib.CeremonyError(
-                f"the payload digest is {digest}, not the one read aloud: do not sign"
+                f"the payload digest is {ceremonylib.read_aloud(digest)}, not the one read aloud: "
+                "do not sign"
             )
         signed = payload.sign(uri, keyid)
         payload.write(payload_file)
     except ceremonylib.CeremonyError as exc:
         _fail(exc)
     for role, signed_keyid in signed:
-        click.echo(f"signed {role} with key {signed_keyid}")
+        click.echo(f"signed {role} with key {short_keyid(signed_keyid)}")
     _show_payload(payload)
 
 
@@ -409,6 +647,8 @@ def sign(payload_file, uri, keyid, expect_digest) -> None:
 @click.argument("payload_file", type=click.Path(dir_okay=False))
 def verify_payload(payload_file) -> None:
     """Who signed, what is missing, and the digests to read aloud; exit 1 unless ready."""
+    from warehouse_tuf import ceremony as ceremonylib
+
     try:
         payload = ceremonylib.Payload.from_file(payload_file)
     except ceremonylib.CeremonyError as exc:
@@ -417,10 +657,15 @@ def verify_payload(payload_file) -> None:
         sys.exit(1)
 
 
+tuf.add_command(ceremony)
+
+
 # -- putting a signed payload online -------------------------------------------------
 
 
 def _signed_payload(payload_file: str) -> Any:
+    from warehouse_tuf import ceremony as ceremonylib
+
     payload = ceremonylib.Payload.from_file(payload_file)
     problems = payload.problems()
     if problems:
@@ -433,13 +678,15 @@ def _signed_payload(payload_file: str) -> Any:
 @click.pass_obj
 def bootstrap(config: Any, payload_file: str) -> None:
     """Install a signed ceremony payload (root v1, targets v1) and publish every bin."""
+    from warehouse_tuf.ceremony import CeremonyError
+
     try:
         payload = _signed_payload(payload_file)
         if payload.trusted_root is not None:
-            raise ceremonylib.CeremonyError("this payload updates an installed root: use 'tuf install'")
+            raise CeremonyError("this payload updates an installed root: use 'tuf install'")
         with service(config) as tuf_service:
             result = tuf_service.bootstrap(payload.role_bytes("root"), payload.role_bytes("targets"))
-    except (ceremonylib.CeremonyError, RepositoryError, ConfigurationError, SigningError) as exc:
+    except _errors() as exc:
         _fail(exc)
     click.echo(f"bootstrapped: root v1, targets v1, {len(result.bins)} bins, "
                f"snapshot {result.snapshot_version}, timestamp {result.timestamp_version}")
@@ -456,16 +703,19 @@ def bootstrap(config: Any, payload_file: str) -> None:
 @click.pass_obj
 def install(config: Any, payload_file: str, online_signer: tuple[str, ...], without_old_key: bool) -> None:
     """Install a signed next root and/or targets (rotation, renewal)."""
+    from warehouse_tuf.ceremony import CeremonyError
+
     try:
         payload = _signed_payload(payload_file)
         if payload.trusted_root is None:
-            raise ceremonylib.CeremonyError("this payload is a bootstrap payload: use 'tuf bootstrap'")
-        with service(config) as tuf_service:
+            raise CeremonyError("this payload is a bootstrap payload: use 'tuf bootstrap'")
+        with service(config) as tuf_service, Progress() as progress:
+            tuf_service.progress = progress
             result = tuf_service.install(
                 payload.role_bytes("root"), payload.role_bytes("targets"), online_signer or None,
                 without_old_key=without_old_key or payload.old_keys_unavailable,
             )
-    except (ceremonylib.CeremonyError, RepositoryError, ConfigurationError, SigningError) as exc:
+    except _errors() as exc:
         _fail(exc)
     click.echo(f"installed: root v{result.root_version}, targets v{result.targets_version}"
                + (", online key rotated" if result.online_key_rotated else "")
@@ -475,35 +725,52 @@ def install(config: Any, payload_file: str, online_signer: tuple[str, ...], with
 # -- auditing and housekeeping -------------------------------------------------------
 
 
-@tuf.command("verify")
-@click.argument("metadata_url")
+@click.command("verify")
+@click.argument("metadata_url", envvar="TUF_VERIFY_METADATA_URL")
 @click.option("--root", "root_file", type=click.File("rb"),
               help="A root you trust (else 1.root.json is fetched: trust on first use).")
-@click.option("--targets-url", help="Where distribution files are served, to sample them.")
-@click.option("--simple-url", help="Where hash-prefixed simple pages are served, to sample them.")
+@click.option("--targets-url", envvar="TUF_VERIFY_TARGETS_URL",
+              help="Where distribution files are served  [default: /packages/ on the metadata "
+                   "URL's host, as Warehouse serves them]")
+@click.option("--simple-url", envvar="TUF_VERIFY_SIMPLE_URL",
+              help="Where hash-prefixed simple pages are served  [default: /simple/ on the "
+                   "metadata URL's host]")
 @click.option("--sample", type=click.IntRange(min=0), default=10, show_default=True,
-              help="How many targets to download and check.")
+              help="How many files, and how many pages, to download and check (0: none).")
 @click.option("--state", "state_file", type=click.Path(dir_okay=False),
               help="Remember each version's bytes here; a later audit flags a version rewritten.")
 def verify_repository(metadata_url, root_file, targets_url, simple_url, sample, state_file) -> None:
-    """Audit a published repository as an outsider; exit 1 naming every problem."""
+    """Audit a published repository as an outsider; exit 1 naming every problem.
+
+    Every bin is checked; a random sample of files and of simple pages is
+    downloaded and verified against its signed hashes. Exit 2 when the server
+    cannot be reached.
+    """
     from pathlib import Path
 
-    from warehouse_tuf.verify import audit
+    from warehouse_tuf.verify import audit, derived_urls
 
+    targets_url, simple_url = derived_urls(metadata_url, targets_url, simple_url)
     report = audit(
         metadata_url, root=root_file.read() if root_file else None, targets_url=targets_url,
         simple_url=simple_url, sample=sample, state_file=Path(state_file) if state_file else None,
     )
+    if report.unreachable:
+        _fail(report.unreachable, 2)
     for problem in report.problems:
         click.echo(f"problem: {problem}")
-    summary = (f"timestamp {report.timestamp_version}, snapshot {report.snapshot_version}, "
-               f"{report.bins_checked} bins checked, {report.targets_sampled} targets sampled"
-               if report.timestamp_version is not None else "no client could refresh")
+    if report.timestamp_version is None:
+        summary = "no client could refresh"
+    else:
+        summary = (f"timestamp {report.timestamp_version}, snapshot {report.snapshot_version}, "
+                   f"{report.bins_checked} bins checked, {report.sample_summary()}")
     if report.problems:
         click.echo(f"FAILED ({len(report.problems)} problem(s)): {summary}", err=True)
         sys.exit(1)
     click.echo(f"ok: {summary}")
+
+
+tuf.add_command(verify_repository)
 
 
 @tuf.command()
@@ -516,3 +783,21 @@ def gc(config: Any, dry_run: bool) -> None:
         click.echo(f"{'would delete' if dry_run else 'deleted'} {name}")
     click.echo(f"{len(result.deleted)} version(s) {'to delete' if dry_run else 'deleted'}, "
                f"{result.kept} kept (roots are always kept)")
+
+
+# -- the warehouse-tuf console script ---------------------------------------------------
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """warehouse-tuf: what needs no index. The key ceremony (offline), an outsider's audit of a
+    published repository, and key ids.
+
+    Commands that need the index run in the host: 'warehouse tuf ...' in
+    Warehouse, 'python -m dev tuf ...' on the development host.
+    """
+
+
+main.add_command(ceremony)
+main.add_command(verify_repository)
+main.add_command(key_id)

@@ -213,6 +213,10 @@ class TUFManager:
         self._serializer = JSONSerializer(compact=True)
         #: The installed targets' bin layout, read (and checked) with the offline roles.
         self._layout: targetlib.BinLayout | None = None
+        #: ``progress(stage, done, total)``, called as bins are signed in this process (a
+        #: command line draws it as a bar); None reports nothing.
+        self.progress: Callable[[str, int, int], None] | None = None
+        self._progress_stage, self._progress_done, self._progress_total = "bins", 0, 0
 
     @classmethod
     def create_service(cls, context: Any, request: Any) -> "TUFManager":
@@ -227,6 +231,19 @@ class TUFManager:
             dispatch=request.registry["tuf.dispatch"],
             metrics=host_metrics(request, request.registry["tuf.settings"].metrics_interface),
         )
+
+    # -- progress reporting ------------------------------------------------------
+
+    def _progress_begin(self, total: int, stage: str = "bins") -> None:
+        self._progress_stage, self._progress_done, self._progress_total = stage, 0, total
+        if self.progress is not None and total:
+            self.progress(stage, 0, total)
+
+    def _progress_advance(self, count: int) -> None:
+        self._progress_done += count
+        if self.progress is not None and self._progress_total:
+            self.progress(self._progress_stage, min(self._progress_done, self._progress_total),
+                          self._progress_total)
 
     # -- recording, in the caller's transaction --------------------------------
 
@@ -799,6 +816,7 @@ class TUFManager:
             # and uploads keep committing meanwhile (SQLite has a single writer).
             s.commit()
             renew_before = now + (refresh_window or self.settings.refresh_window)
+            self._progress_begin(len(indexes))
             if self.dispatch is not None and len(indexes) >= self.settings.fan_out_batch:
                 self._sign_open_bins(indexes, now, renew_before)
             else:
@@ -966,6 +984,7 @@ class TUFManager:
     ) -> None:
         """Sign and store every bin in ``bins`` with its reserved version."""
         files: dict[str, bytes] = {}
+        self._progress_begin(len(bins))
         for index, entries in self._bin_contents(s, sorted(bins.values())):
             name = self._bin_name(index)
             row, version = rows[name], versions[name]
@@ -975,8 +994,10 @@ class TUFManager:
             self._update_row(row, version, expires, data, now)
             if len(files) >= _CHUNK:
                 self.storage.put_many(files)
+                self._progress_advance(len(files))
                 files = {}
         self.storage.put_many(files)
+        self._progress_advance(len(files))
 
     def _bin_contents(self, s: Session, indexes: list[int]) -> Iterator[tuple[int, dict[str, dict]]]:
         """Each bin of ``indexes`` with its targets as TUF dicts, a chunk of bins at a time."""
@@ -1064,6 +1085,7 @@ class TUFManager:
             versions = self._reserve(s, rows, ["snapshot", "timestamp"])
             s.commit()  # the reservation is durable before any byte is written
             now = utcnow()
+            self._progress_begin(len(wanted))
             self._sign_open_bins(wanted, now, now + self.settings.refresh_window)
             self._sign_snapshot_and_timestamp(
                 s, trusted, rows, versions["snapshot"], versions["timestamp"], now
@@ -1152,6 +1174,7 @@ class TUFManager:
                     s.execute(done, reports)
                     s.commit()
                     signed += len(reports)
+                    self._progress_advance(len(reports))
 
             def flush() -> None:
                 nonlocal batch, writing
@@ -1547,7 +1570,8 @@ class TUFManager:
         roles = [
             {"role": name, "version": top[name].version, "expires": top[name].expires.isoformat(),
              "length": top[name].length, "threshold": root.roles[name].threshold,
-             "keyids": sorted(root.roles[name].keyids)}
+             "keyids": sorted(root.roles[name].keyids),
+             "expires_in_seconds": (top[name].expires - now).total_seconds()}
             for name in TOP_LEVEL if name in top
         ]
         earliest_bin = min(bins, key=lambda r: r.expires)
@@ -1586,6 +1610,8 @@ class TUFManager:
                 "max_version": max(r.version for r in bins),
                 "earliest_expiry": earliest_bin.expires.isoformat(),
                 "earliest_expiring": earliest_bin.name,
+                "earliest_expiry_seconds": (earliest_bin.expires - now).total_seconds(),
+                "keyids": sorted(_delegated_keyids(targets)),
             },
             "targets": target_count,
             "pending": pending,
@@ -1596,9 +1622,20 @@ class TUFManager:
                 {"keyid": keyid or None, "uri": signing.redact_uri(uri)} for keyid, uri in signers
             ],
             "last_publish": top["timestamp"].updated_at.isoformat(),
+            "last_publish_seconds": (now - top["timestamp"].updated_at).total_seconds(),
+            "metadata_url": self.settings.metadata_url or None,
+            "development_keys": bool(devkeys.trusted_problems(
+                root, targets, devkeys.known(self.settings.dev_keys_path))),
+            "now": now.isoformat(),
             "problems": problems,
             "storage": storage,
         }
+
+
+def _delegated_keyids(targets: Targets) -> set[str]:
+    """The key ids ``targets`` trusts for its bins."""
+    succinct = targets.delegations.succinct_roles if targets.delegations else None
+    return set(succinct.keyids) if succinct is not None else set()
 
 
 def _delegated_layout(targets: Targets) -> targetlib.BinLayout:

@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, Callable
 
-from pyramid.settings import asbool
 
 
 class ConfigurationError(ValueError):
@@ -28,6 +27,14 @@ MAX_SETTING_LENGTH = 8192
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _asbool(value: Any) -> bool:
+    """Pyramid's ``asbool``, imported when a setting is read: the offline ceremony (which parses
+    durations here) runs where Pyramid is not installed."""
+    from pyramid.settings import asbool
+
+    return asbool(value)
 
 
 def parse_duration(value: str | int | timedelta) -> timedelta:
@@ -168,7 +175,7 @@ SETTINGS: tuple[_Setting, ...] = (
              "how long a publisher waits for the publish lock"),
     _Setting("tuf.fan_out_batch", 512, _positive_int,
              "bins per worker task when re-signing many bins (refresh, backfill, key rotation)"),
-    _Setting("tuf.enabled", True, asbool, "false turns the hooks off"),
+    _Setting("tuf.enabled", True, _asbool, "false turns the hooks off"),
     _Setting("tuf.metrics_interface", "warehouse.metrics.IMetricsService", str,
              "dotted name of the host's metrics service interface (none registered: no metrics)"),
 )

@@ -43,8 +43,8 @@ def online_keys(root: Root, targets: Targets) -> OnlineKeys:
         if set(role.keyids) != keyids or role.threshold != succinct.threshold:
             raise SigningError(
                 f"root's {name} role and targets' bin delegation must trust the same online "
-                f"key(s) with the same threshold ({sorted(role.keyids)} t={role.threshold} "
-                f"vs {sorted(keyids)} t={succinct.threshold})"
+                f"key(s) with the same threshold ({sorted(k[:12] for k in role.keyids)} t={role.threshold} "
+                f"vs {sorted(k[:12] for k in keyids)} t={succinct.threshold})"
             )
     undefined = sorted(keyids - root.keys.keys())
     if undefined:
@@ -53,7 +53,7 @@ def online_keys(root: Root, targets: Targets) -> OnlineKeys:
     for keyid in keyids:
         delegated = targets.delegations.keys.get(keyid)
         if delegated is None or delegated.to_dict() != keys[keyid].to_dict():
-            raise SigningError(f"online key {keyid} differs between root and targets")
+            raise SigningError(f"online key {keyid[:12]} differs between root and targets")
     return OnlineKeys(keys=keys, threshold=succinct.threshold)
 
 
@@ -78,7 +78,7 @@ def load_online_signers(uris: tuple[str, ...], trusted: OnlineKeys) -> list[Sign
         key = trusted.keys.get(keyid)
         if key is None:
             raise SigningError(
-                f"online signer {redact_uri(uri)} is for key {keyid}, which root and targets do not trust"
+                f"online signer {redact_uri(uri)} is for key {keyid[:12]}, which root and targets do not trust"
             )
         try:
             signer = Signer.from_priv_key_uri(uri, key)
@@ -86,7 +86,7 @@ def load_online_signers(uris: tuple[str, ...], trusted: OnlineKeys) -> list[Sign
             key.verify_signature(signature, _PROBE)
         except Exception as exc:  # every backend has its own errors
             raise SigningError(
-                f"online signer {redact_uri(uri)} cannot sign for trusted key {keyid}: "
+                f"online signer {redact_uri(uri)} cannot sign for trusted key {keyid[:12]}: "
                 f"{type(exc).__name__}"
             ) from None
         signers[keyid] = signer

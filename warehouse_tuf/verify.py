@@ -4,7 +4,9 @@ The audit refreshes like any client (from a trusted root, or trust on first
 use of ``1.root.json``), then checks what a client only looks at lazily: every
 bin the snapshot lists is served, has the listed version, verifies with the
 keys targets delegates to, has not expired and only holds targets that hash
-to it; a sample of targets is downloaded and checked against their hashes.
+to it; a sample of files and one of simple pages are downloaded and checked
+against their hashes, from URLs derived from the metadata URL (Warehouse's
+``/packages/`` and ``/simple/`` on its host) unless given.
 With a state file it also remembers the bytes of each version it saw, so a
 version rewritten with other bytes is caught on the next audit.
 """
@@ -14,7 +16,9 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 import tempfile
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,11 +46,51 @@ class AuditReport:
     timestamp_version: int | None = None
     snapshot_version: int | None = None
     bins_checked: int = 0
+    #: Files and pages downloaded and checked (``files_sampled + pages_sampled``).
     targets_sampled: int = 0
+    files_sampled: int = 0
+    pages_sampled: int = 0
+    #: Files and pages the bins list.
+    files_listed: int = 0
+    pages_listed: int = 0
+    #: Set when the server could not be reached at all: one plain sentence.
+    unreachable: str | None = None
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def sample_summary(self) -> str:
+        """``10 of 31 files and 10 of 31 pages checked``: exactly what was downloaded."""
+        return (f"{self.files_sampled} of {self.files_listed} files and {self.pages_sampled} of "
+                f"{self.pages_listed} pages checked")
+
+
+def derived_urls(metadata_url: str, targets_url: str | None = None,
+                 simple_url: str | None = None) -> tuple[str, str]:
+    """Where files and hash-prefixed pages are served, unless given: ``/packages/`` and
+    ``/simple/`` on the metadata URL's host, as Warehouse (and the development host) serve them."""
+    parts = urllib.parse.urlsplit(metadata_url)
+    origin = f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") else None
+    if origin is None:
+        return targets_url or "", simple_url or ""
+    return targets_url or f"{origin}/packages/", simple_url or f"{origin}/simple/"
+
+
+def _unreachable(url: str, exc: Exception) -> str | None:
+    """One sentence when ``exc`` means the server is not there (refused, unknown host, no answer)."""
+    from tuf.api.exceptions import DownloadError, SlowRetrievalError
+
+    if isinstance(exc, DownloadHTTPError) or not isinstance(exc, (DownloadError, SlowRetrievalError)):
+        return None
+    origin = urllib.parse.urlsplit(url)
+    where = f"{origin.scheme}://{origin.netloc}" if origin.netloc else url
+    if isinstance(exc, SlowRetrievalError):
+        reason = "no answer in time"
+    else:  # "cannot fetch URL: <urlopen error [Errno 111] Connection refused>"
+        reason = re.sub(r"^<urlopen error (.*)>$", r"\1", str(exc).rsplit(": ", 1)[-1])
+        reason = re.sub(r"^\[Errno -?\d+\] ", "", reason)
+    return f"cannot reach {where} ({reason}): is the server running, and is the URL right?"
 
 
 def audit(
@@ -63,7 +107,9 @@ def audit(
             try:
                 root = fetcher.download_bytes(metadata_url + "1.root.json", MAX_METADATA_BYTES)
             except Exception as exc:
-                report.problems.append(f"cannot fetch 1.root.json to start from: {_describe(exc)}")
+                report.unreachable = _unreachable(metadata_url, exc)
+                report.problems.append(report.unreachable or
+                                       f"cannot fetch 1.root.json to start from: {_describe(exc)}")
                 return report
         updater = Updater(
             metadata_dir=work, metadata_base_url=metadata_url, target_dir=work,
@@ -72,7 +118,8 @@ def audit(
         try:
             updater.refresh()
         except Exception as exc:
-            report.problems.append(f"a client cannot refresh: {_describe(exc)}")
+            report.unreachable = _unreachable(metadata_url, exc)
+            report.problems.append(report.unreachable or f"a client cannot refresh: {_describe(exc)}")
             return report
         trusted = {name: Metadata.from_file(str(Path(work) / f"{name}.json"))
                    for name in ("timestamp", "snapshot", "targets")}
@@ -81,8 +128,7 @@ def audit(
         state = _State(state_file)
         state.see("timestamp", trusted["timestamp"].signed, (Path(work) / "timestamp.json").read_bytes(), report)
         bins = _check_bins(fetcher, metadata_url, trusted["targets"], trusted["snapshot"], state, report)
-        if targets_url or simple_url:
-            _sample_targets(updater, bins, targets_url, simple_url, sample, report)
+        _sample_targets(updater, bins, targets_url, simple_url, sample, report)
         state.save()
     return report
 
@@ -156,21 +202,30 @@ def _sample_targets(
     updater: Updater, targets: list[TargetFile], targets_url: str | None,
     simple_url: str | None, sample: int, report: AuditReport,
 ) -> None:
-    """Download a random sample of targets and check them against their signed hashes."""
-    chosen = random.sample(targets, min(sample, len(targets)))
+    """Download up to ``sample`` files and ``sample`` pages, at random, and check their hashes.
+
+    A kind with no URL to fetch it from is reported as a problem, never skipped silently.
+    """
+    pages = [target for target in targets if _is_page(target.path)]
+    files = [target for target in targets if not _is_page(target.path)]
+    report.files_listed, report.pages_listed = len(files), len(pages)
     with tempfile.TemporaryDirectory(prefix="tuf-verify-targets-") as downloads:
-        for index, target in enumerate(chosen):
-            page = _is_page(target.path)
-            base = simple_url if page else targets_url
-            if base is None:
+        for kind, listed, base in (("files", files, targets_url), ("pages", pages, simple_url)):
+            chosen = random.sample(listed, min(sample, len(listed)))
+            if chosen and not base:
+                report.problems.append(f"{kind} cannot be checked: no URL serves them (give --"
+                                       f"{'targets' if kind == 'files' else 'simple'}-url)")
                 continue
-            # Pages are served under hash-prefixed names (consistent snapshots); files are not.
-            updater.config.prefix_targets_with_hash = page
-            try:
-                updater.download_target(target, str(Path(downloads) / str(index)), base.rstrip("/") + "/")
-            except Exception as exc:
-                report.problems.append(f"target {target.path}: {_describe(exc)}")
-            report.targets_sampled += 1
+            for index, target in enumerate(chosen):
+                # Pages are served under hash-prefixed names (consistent snapshots); files are not.
+                updater.config.prefix_targets_with_hash = kind == "pages"
+                try:
+                    updater.download_target(target, str(Path(downloads) / f"{kind}{index}"),
+                                            base.rstrip("/") + "/")
+                except Exception as exc:
+                    report.problems.append(f"target {target.path}: {_describe(exc)}")
+                setattr(report, f"{kind}_sampled", getattr(report, f"{kind}_sampled") + 1)
+                report.targets_sampled += 1
 
 
 def _is_page(path: str) -> bool:
@@ -209,3 +264,35 @@ class _State:
 def _describe(exc: Exception) -> str:
     message = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def verify_targets(metadata_url: str, root: bytes, paths: list[str], *, targets_url: str,
+                   simple_url: str, fetcher: FetcherInterface | None = None) -> dict[str, str]:
+    """Fetch and verify each target of ``paths`` as a client does (ngclient, from ``root``).
+
+    Returns path -> problem for each one that fails; an empty dict when all verify.
+    """
+    metadata_url = metadata_url.rstrip("/") + "/"
+    fetcher = fetcher or StdlibFetcher(app_user_agent="warehouse-tuf-targets")
+    problems: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="tuf-targets-") as work:
+        updater = Updater(metadata_dir=work, metadata_base_url=metadata_url, target_dir=work,
+                          fetcher=fetcher, config=UpdaterConfig(), bootstrap=root)
+        try:
+            updater.refresh()
+        except Exception as exc:
+            reason = _unreachable(metadata_url, exc) or f"a client cannot refresh: {_describe(exc)}"
+            return {path: reason for path in paths}
+        for index, path in enumerate(paths):
+            page = _is_page(path)
+            updater.config.prefix_targets_with_hash = page
+            try:
+                info = updater.get_targetinfo(path)
+                if info is None:
+                    problems[path] = "not in the published metadata (not yet published?)"
+                    continue
+                updater.download_target(info, str(Path(work) / f"target{index}"),
+                                        (simple_url if page else targets_url).rstrip("/") + "/")
+            except Exception as exc:
+                problems[path] = _describe(exc)
+    return problems

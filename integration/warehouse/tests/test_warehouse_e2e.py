@@ -121,7 +121,11 @@ def wait_published(stack: Stack, paths: list[str], what: str) -> dict[str, dict]
 
 
 def status(stack: Stack) -> dict:
-    return json.loads(stack.warehouse("tuf", "status", "--json").stdout.strip().splitlines()[-1])
+    """``tuf status --json``; its exit status is 1 exactly when it lists problems."""
+    result = stack.warehouse("tuf", "status", "--json", check=False)
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert result.returncode == (1 if report["problems"] else 0), (result.returncode, report)
+    return report
 
 
 def verified(stack: Stack, targets: list[tuple[str, bool]], cache: str = "ngclient") -> dict[str, dict]:
