@@ -150,7 +150,7 @@ def test_the_admin_page_in_a_headless_browser(big_host):
         for row, role in zip(roles, status["roles"]):
             cells = [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
             assert cells[1] == str(role["version"]) and cells[3] == str(role["threshold"])
-            assert role["expires"] in cells[2] and re.search(r"\(in \d+[dhms]\)", cells[2])
+            assert role["expires"] in cells[2] and re.search(r"\(in \d+[dhms](\d\dm)?\)", cells[2])
             keyids = [code.text for code in row.find_elements(By.CSS_SELECTOR, "code.tuf-keyid")]
             assert keyids == [keyid[:12] for keyid in role["keyids"]]
         assert "bins (16384)" in roles[-1].text and expired in roles[-1].text

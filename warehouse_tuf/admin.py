@@ -32,6 +32,7 @@ from pyramid.renderers import render
 from pyramid.response import Response
 from sqlalchemy import select
 
+from warehouse_tuf.cli import relative, short_keyid  # as ``tuf status`` shows them
 from warehouse_tuf.interfaces import ITUFService
 from warehouse_tuf.models import PublishLog, RoleVersion, utcnow
 
@@ -41,8 +42,6 @@ PATH = "/admin/tuf/"
 PERMISSION = "admin:dashboard:read"
 #: Publishes charted.
 PUBLISHES_SHOWN = 50
-#: Characters of a key id shown (as ``tuf ceremony`` prints them).
-KEYID_CHARS = 12
 #: The grid's side, in pixels, when the bins allow it (whole pixels per bin).
 GRID_PIXELS = 512
 #: Warehouse's admin layout, which the page extends when the host renders it.
@@ -64,18 +63,6 @@ def _templates() -> jinja2.Environment:
 
 
 # -- what the page shows -------------------------------------------------------------
-
-
-def relative(seconds: float) -> str:
-    """``in 20h`` for a time ahead, ``3m ago`` for one past (the largest whole unit)."""
-    size = abs(seconds)
-    for unit, length in (("d", 86400), ("h", 3600), ("m", 60)):
-        if size >= length:
-            amount = f"{int(size // length)}{unit}"
-            break
-    else:
-        amount = f"{int(size)}s"
-    return f"in {amount}" if seconds >= 0 else f"{amount} ago"
 
 
 @dataclass
@@ -210,7 +197,7 @@ def page(request: Any, now: datetime.datetime | None = None) -> dict[str, Any]:
         expires = datetime.datetime.fromisoformat(role["expires"])
         roles.append({**role, "expires_in": relative((expires - now).total_seconds()),
                       "expired": expires <= now,
-                      "keyids": [keyid[:KEYID_CHARS] for keyid in role["keyids"]]})
+                      "keyids": [short_keyid(keyid) for keyid in role["keyids"]]})
     expiries = dict(request.db.execute(
         select(RoleVersion.bin_index, RoleVersion.expires).where(RoleVersion.bin_index.is_not(None))
     ).all())
