@@ -15,6 +15,7 @@ setting                   environment                default
                                                      runs from): database (embedded), files, metadata
 ``dev.username``          ``TUF_DEV_USERNAME``       ``tuf-dev``: the one account for uploads/deletes
 ``dev.password``          ``TUF_DEV_PASSWORD``       ``tuf-dev``
+``dev.admins``            ``TUF_DEV_ADMINS``         ``dev.username``: accounts that may see ``/admin/tuf/``
 ``database.url``          ``TUF_DEV_DATABASE_URL``   embedded: ``sqlite:///<data>/index.sqlite``;
                                                      distributed: ``postgresql+psycopg://postgres@
                                                      127.0.0.1:5432/warehouse_tuf_dev``
@@ -96,6 +97,7 @@ def _resolve_settings(given: dict[str, Any], environ: Any) -> dict[str, Any]:
             settings[key] = environ[envvar]
         elif key not in settings and default is not None:
             settings[key] = default
+    settings.setdefault("dev.admins", environ.get("TUF_DEV_ADMINS", settings["dev.username"]))
     if settings["dev.mode"] not in MODES:
         raise ValueError(f"dev.mode (TUF_DEV_MODE) = {settings['dev.mode']!r}: use one of {MODES}")
     data = Path(settings["dev.data"]).resolve()
@@ -209,6 +211,7 @@ def configure(settings: dict[str, Any] | None = None) -> Configurator:
     config.include("pyramid_services")
     config.include("pyramid_tm")
     _include_db(config)
+    config.include("dev.security")  # basic auth; the admin pages need admin:dashboard:read
     config.include("dev.tasks")
     # Uploads go to the archive; sync_file_to_cache copies them to the files storage (served).
     config.registry["dev.archive"] = LocalFileStorage(settings["archive_files.path"])

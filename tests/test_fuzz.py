@@ -240,6 +240,8 @@ GOOD_AUTH = "Basic " + base64.b64encode(b"tuf-dev:tuf-dev").decode()
 WRITE_ROUTES = {"legacy.upload", "manage.project", "manage.release", "manage.file", "manage.release.yank",
                 "manage.release.unyank"}
 READ_ROUTES = {"simple.index", "simple.detail", "simple.stored", "packages", "tuf.metadata"}
+#: Read-only, for the admins alone (dev.admins): 401 without the account's credentials.
+ADMIN_ROUTES = {"admin.tuf"}
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
@@ -270,6 +272,7 @@ def access_host() -> tuple:
         "simple.stored": f"/simple/demo/{next((data / 'tuf-simple' / 'demo').glob('*.demo.html')).name}",
         "packages": f"/packages/{path}",
         "tuf.metadata": "/tuf/metadata/1.root.json",
+        "admin.tuf": "/admin/tuf/",
     }
     return config, app, data, urls
 
@@ -288,7 +291,7 @@ def host_state(config, data: Path) -> tuple:
 def test_every_route_is_classified_as_write_or_read_only():
     config, *_ = access_host()
     routes = {entry["introspectable"]["name"] for entry in config.registry.introspector.get_category("routes")}
-    assert routes == WRITE_ROUTES | READ_ROUTES
+    assert routes == WRITE_ROUTES | READ_ROUTES | ADMIN_ROUTES
 
 
 credentials = st.one_of(
@@ -303,7 +306,7 @@ credentials = st.one_of(
 
 
 @FUZZ
-@given(st.sampled_from(sorted(WRITE_ROUTES | READ_ROUTES)), st.sampled_from(METHODS), credentials)
+@given(st.sampled_from(sorted(WRITE_ROUTES | READ_ROUTES | ADMIN_ROUTES)), st.sampled_from(METHODS), credentials)
 def test_no_request_without_the_right_credentials_changes_anything(route, method, authorization):
     config, app, data, urls = access_host()
     before = host_state(config, data)
@@ -316,6 +319,8 @@ def test_no_request_without_the_right_credentials_changes_anything(route, method
         response = app.request(urls[route], method=method, headers=headers, expect_errors=True)
     if route in WRITE_ROUTES:
         assert response.status_int == 403, (route, method, response.status)
+    elif route in ADMIN_ROUTES and method in ("GET", "HEAD"):
+        assert response.status_int == 401, (route, method, response.status)
     elif method in ("GET", "HEAD"):
         assert response.status_int == 200, (route, method, response.status)
     else:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import ORMExecuteState, Session
@@ -60,7 +58,7 @@ def record_additions(config: Any, session: Session, flush_context: Any) -> None:
     from warehouse_tuf import pending
     from warehouse_tuf.targets import file_hashes
 
-    Project, Release, File = config.registry["tuf.models"]
+    File = config.registry["tuf.models"][2]
     Journal = config.registry["tuf.journal_model"]
     algorithms = config.registry["tuf.settings"].hash_algorithms
     rows, projects = [], {}
@@ -201,6 +199,7 @@ def includeme(config: Any) -> None:
     for task in tasks.TASKS:
         celery_app.task(ignore_result=True, acks_late=True, name=f"{task.__module__}.{task.__name__}")(task)
     registry["tuf.dispatch"] = tasks.bin_dispatch(celery_app)
+    config.include("warehouse_tuf.admin")  # /admin/tuf/, for the host's admins
 
     if settings.enabled:
         session_class = config.maybe_dotted(config.get_settings().get("tuf.session_class", "warehouse.db.Session"))

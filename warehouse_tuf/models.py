@@ -15,6 +15,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Float,
     Index,
     Integer,
     LargeBinary,
@@ -155,3 +156,30 @@ class PendingChange(Base):
     project: Mapped[str | None] = mapped_column(String(255))
     release: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class PublishLog(Base):
+    """One publish or refresh that signed something: when it ran, how long, how much.
+
+    Written in the run's final commit; the admin page charts the newest rows and
+    ``gc`` keeps the newest :data:`PUBLISH_LOG_KEPT`.
+    """
+
+    __tablename__ = "tuf_publish_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    #: ``publish`` or ``refresh``.
+    kind: Mapped[str] = mapped_column(String(16))
+    #: The run's time (the one its new expiries count from).
+    started_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
+    #: Seconds from the call to the final commit (waiting for the publish lock included).
+    duration: Mapped[float] = mapped_column(Float)
+    #: Pending target changes published.
+    changes: Mapped[int] = mapped_column(Integer)
+    bins_signed: Mapped[int] = mapped_column(Integer)
+    snapshot_version: Mapped[int] = mapped_column(Integer)
+    timestamp_version: Mapped[int] = mapped_column(Integer)
+
+
+#: Publish log rows ``gc`` keeps (the admin page shows the newest 50).
+PUBLISH_LOG_KEPT = 1000

@@ -20,6 +20,17 @@ from warehouse_tuf.targets import SimplePages
 #: The ``Accept`` header that selects each form of the page (PEP 691).
 PAGE_TYPES = {"html": "text/html", "json": "application/vnd.pypi.simple.v1+json"}
 
+_ROUTER_KEY = "warehouse_tuf.router"
+
+
+def _router(registry: Any) -> Router:
+    """One router per registry: a task's or a CLI command's request (pyramid.scripting)
+    has none of its own, and a backfill renders thousands of pages."""
+    router = registry.get(_ROUTER_KEY)
+    if router is None:
+        router = registry[_ROUTER_KEY] = Router(registry)
+    return router
+
 
 def render_simple_view(request: Any, name: str) -> SimplePages | None:
     """The page the host serves at ``/simple/<name>/``, in both forms, from its own view.
@@ -32,8 +43,7 @@ def render_simple_view(request: Any, name: str) -> SimplePages | None:
     """
     settings = request.registry.settings
     domain = settings.get("warehouse.domain")
-    # A task's or a CLI command's request (pyramid.scripting) has no router of its own.
-    router = Router(request.registry)
+    router = _router(request.registry)
     pages = {}
     for form, accept in PAGE_TYPES.items():
         subrequest = Request.blank(

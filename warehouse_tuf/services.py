@@ -46,9 +46,11 @@ from warehouse_tuf.interfaces import IMetadataStorage, ITUFService
 from warehouse_tuf.locking import LockTimeout, publish_lock
 from warehouse_tuf.metrics import PREFIX as METRICS_PREFIX, NullMetrics, host_metrics, report_run
 from warehouse_tuf.models import (
+    PUBLISH_LOG_KEPT,
     ChangeKind,
     OfflineRoleVersion,
     PendingChange,
+    PublishLog,
     RoleVersion,
     Target,
     TargetKind,
@@ -826,6 +828,10 @@ class TUFManager:
             for chunk in _chunks(ids):
                 s.execute(delete(PendingChange).where(PendingChange.id.in_(chunk)),
                           execution_options={"synchronize_session": False})
+            s.add(PublishLog(kind="refresh" if refresh_window else "publish", started_at=now,
+                             duration=time.monotonic() - started, changes=len(changes),
+                             bins_signed=len(bins), snapshot_version=versions["snapshot"],
+                             timestamp_version=versions["timestamp"]))
             s.commit()
         result = PublishResult(
             changes=len(changes), bins=sorted(bins),
@@ -1497,7 +1503,8 @@ class TUFManager:
     # -- garbage collection -------------------------------------------------------------
 
     def gc(self, *, dry_run: bool = False, now: datetime.datetime | None = None) -> GCResult:
-        """Delete metadata versions that expired more than ``tuf.retention`` ago.
+        """Delete metadata versions that expired more than ``tuf.retention`` ago
+        (and publish log rows beyond the newest ``PUBLISH_LOG_KEPT``).
 
         Never a root (every ``N.root.json`` stays: clients walk them one by one),
         never ``timestamp.json``, never a version the current timestamp reaches.
@@ -1526,6 +1533,13 @@ class TUFManager:
             if not dry_run:
                 self.storage.delete(name)
             result.deleted.append(name)
+        if not dry_run:
+            with self._sessions() as s:
+                oldest_kept = s.scalar(select(PublishLog.id).order_by(PublishLog.id.desc())
+                                       .offset(PUBLISH_LOG_KEPT - 1).limit(1))
+                if oldest_kept is not None:
+                    s.execute(delete(PublishLog).where(PublishLog.id < oldest_kept))
+                    s.commit()
         result.seconds = time.monotonic() - started
         log.info("tuf gc deleted=%d kept=%d dry_run=%s seconds=%.3f",
                  len(result.deleted), result.kept, dry_run, result.seconds)

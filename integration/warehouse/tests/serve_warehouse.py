@@ -7,11 +7,14 @@ Warehouse environment. The app is ``warehouse.config.configure().make_wsgi_app()
 (what ``warehouse.wsgi:application`` builds), with one setting given to the
 Configurator: ``enforce_https = False``, because this server speaks plain HTTP
 on the loopback interface (Warehouse's development environment sets the same;
-in production the TLS-terminating proxy in front makes requests HTTPS).
+in production the TLS-terminating proxy in front makes requests HTTPS). With
+``WAREHOUSE_E2E_UNBUILT_ASSETS`` set, also ``pyramid.prevent_http_cache`` (as
+Warehouse's development environment): pages linking the unbuilt static assets render.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 import waitress
@@ -20,7 +23,12 @@ from warehouse.config import configure
 
 
 def make_app():
-    return configure(settings={"enforce_https": False}).make_wsgi_app()
+    settings = {"enforce_https": False}
+    if os.environ.get("WAREHOUSE_E2E_UNBUILT_ASSETS"):
+        # Pages that link static assets (the admin's layout) render although the front-end was
+        # not built: unknown assets keep their plain paths, as in Warehouse's development setup.
+        settings["pyramid.prevent_http_cache"] = True
+    return configure(settings=settings).make_wsgi_app()
 
 
 def serve(app, argv: list[str]) -> None:

@@ -12,6 +12,8 @@ Warehouse environment (DATABASE_URL, ...)::
     python warehouse_ops.py accept-role PROJECT USERNAME
     python warehouse_ops.py queue-sync-file-to-cache FILE_PATH   -> the Celery task id
     python warehouse_ops.py db-check [--without-include-name]
+    python warehouse_ops.py make-admin USERNAME                    -> superuser with TOTP set
+    python warehouse_ops.py login-cookie USERNAME                  -> {"cookie": "session_id=..."}
 
 Every command prints one JSON value on its last line of stdout. Nothing here
 edits Warehouse: the views and helpers are called as Warehouse calls them
@@ -248,10 +250,49 @@ def db_check(config, *flags):
     return {"ok": True, "diffs": ""}
 
 
+def make_admin(config, username):
+    """An admin, as Warehouse's ``group:admins`` knows one: ``is_superuser``, with two-factor
+    authentication (a TOTP secret), which every admin permission requires."""
+    import os
+
+    env, request = _request(config)
+    user = _user(request, username)
+    user.is_superuser = True
+    user.totp_secret = os.urandom(20)
+    request.tm.commit()
+    env["closer"]()
+    return {"admin": username}
+
+
+def login_cookie(config, username):
+    """A logged-in session for ``username``, as Warehouse's login stores it: ``remember()``
+    through Warehouse's security policy, the session's auth and password timestamps, saved to
+    Redis by Warehouse's session factory, whose ``Set-Cookie`` is returned."""
+    from pyramid.interfaces import ISessionFactory
+    from pyramid.response import Response
+    from pyramid.security import remember
+
+    from warehouse.accounts.interfaces import IUserService
+
+    env, request = _request(config)
+    user = _user(request, username)
+    request.session = request.registry.getUtility(ISessionFactory)(request)
+    remember(request, str(user.id))
+    request.session.record_auth_timestamp()
+    users = request.find_service(IUserService, context=None)
+    request.session.record_password_timestamp(users.get_password_timestamp(user.id))
+    response = Response()
+    request._process_response_callbacks(response)
+    request.tm.abort()
+    env["closer"]()
+    return {"cookie": response.headers["Set-Cookie"].split(";", 1)[0]}
+
+
 COMMANDS = {"create-user": create_user, "files": files, "yank": yank,
             "delete-release": delete_release, "delete-project": delete_project,
             "invite-role": invite_role, "accept-role": accept_role,
-            "queue-sync-file-to-cache": queue_sync_file_to_cache, "db-check": db_check}
+            "queue-sync-file-to-cache": queue_sync_file_to_cache, "db-check": db_check,
+            "make-admin": make_admin, "login-cookie": login_cookie}
 
 
 def main(argv: list[str]) -> None:
