@@ -127,7 +127,11 @@ def serve(config: Any, host: str, port: int, threads: int) -> None:
     _configure_logging()
     # Bound first: a port in use is reported before anything is created in the data directory.
     server = _bind(TransLogger(config.make_wsgi_app(), setup_console_handler=False), host, port, threads)
-    bootstrapped, report = _initialize(config)
+    try:
+        bootstrapped, report = _initialize(config)
+    except click.ClickException:
+        server.close()
+        raise
     if bootstrapped:
         click.echo("bootstrapped the TUF repository with the INSECURE development keys")
     base = f"http://{host}:{server.effective_port}"

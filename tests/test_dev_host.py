@@ -377,7 +377,7 @@ def test_serve_refuses_the_development_keys_in_production(tmp_path, database_url
     from dev.app import configure
 
     config = configure({"dev.data": str(tmp_path), "database.url": database_url, "tuf.env": "production"})
-    result = CliRunner().invoke(serve, [], obj=config)
+    result = CliRunner().invoke(serve, ["--port", "0"], obj=config)  # any free port: it binds first
     assert (result.exit_code, result.output) == (
         1, "Error: development keys are refused in production (tuf.env = production)\n")
     assert not (tmp_path / "tuf-metadata" / "timestamp.json").exists()
