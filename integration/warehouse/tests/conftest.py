@@ -1,8 +1,9 @@
-"""The end-to-end tests inside Warehouse run in file order: each step builds on the last.
+"""The end-to-end tests inside Warehouse: in file order, each step building on the last.
 
 Warehouse's test requirements install pytest-randomly, which shuffles tests;
-this hook runs after it and puts this directory's tests back in the order they
-are written (other tests keep whatever order they were given).
+the hook below runs after it and puts this directory's tests back in the order
+they are written (other tests keep whatever order they were given). The
+``warehouse`` fixture finds the Warehouse tree and interpreters they all need.
 """
 
 from __future__ import annotations
@@ -11,7 +12,21 @@ from pathlib import Path
 
 import pytest
 
+from warehouse_stack import SetupError, ensure_static_manifests, project_python, warehouse_inputs
+
 HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="session")
+def warehouse() -> tuple[Path, Path]:
+    """(Warehouse's tree, its venv's python), with its static manifests; a clear failure without them."""
+    try:
+        tree, python = warehouse_inputs()
+        project_python()
+    except SetupError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    ensure_static_manifests(tree)
+    return tree, python
 
 
 @pytest.hookimpl(trylast=True)

@@ -20,7 +20,7 @@ import urllib.parse
 
 import pytest
 
-from warehouse_stack import SetupError, Stack, ensure_static_manifests, project_python, warehouse_inputs
+from warehouse_stack import Stack
 
 NAME = "admin-demo"
 
@@ -32,16 +32,8 @@ class Site:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    try:
-        tree, python = warehouse_inputs()
-        project_python()
-        problem = None
-    except SetupError as exc:
-        problem = str(exc)
-    if problem:
-        pytest.fail(problem, pytrace=False)
-    ensure_static_manifests(tree)
+def site(warehouse, tmp_path_factory):
+    tree, python = warehouse
     work = tmp_path_factory.mktemp("warehouse-admin")
     development = {"TUF_ENV": "development", "TUF_DEV_KEYS_PATH": str(work / "dev-keys"),
                    "TUF_ONLINE_SIGNERS": ""}

@@ -29,8 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from warehouse_stack import SetupError, Stack, ensure_static_manifests, http_get, project_python, \
-    wait_until, warehouse_inputs
+from warehouse_stack import Stack, http_get, wait_until
 
 NAME = "tuf-demo"
 LEGACY = "legacy-demo"
@@ -53,16 +52,8 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    try:
-        tree, python = warehouse_inputs()
-        project_python()
-        problem = None
-    except SetupError as exc:
-        problem = str(exc)
-    if problem:
-        pytest.fail(problem, pytrace=False)
-    ensure_static_manifests(tree)
+def world(warehouse, tmp_path_factory):
+    tree, python = warehouse
     started = time.monotonic()
     w = World()
     w.facts = {}
