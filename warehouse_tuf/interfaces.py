@@ -32,7 +32,7 @@ class ITUFService(Interface):
     def bootstrap_development():
         """Generate development keys and bootstrap with them (refused in production)."""
 
-    def publish(wait=True):
+    def publish(*, wait=True):
         """Sign everything pending: touched bins, then one snapshot, then one timestamp.
 
         ``wait=False`` returns at once when another publisher runs (it takes these changes).
@@ -47,7 +47,7 @@ class ITUFService(Interface):
     def sign_reserved_bins(indexes, now, renew_before):
         """Fan-out worker side: sign and store the reserved versions of these bins."""
 
-    def backfill(batch_files=10000, batch_bins=4096, progress=None):
+    def backfill(*, batch_files=10000, batch_bins=4096, progress=None):
         """Sign every file and simple page the host already has (resumable)."""
 
     def recover():
@@ -56,18 +56,22 @@ class ITUFService(Interface):
     def install(root_bytes, targets_bytes, online_signers=None, *, without_old_key=False):
         """Install offline-signed root N+1 and/or targets M+1 (rotation, renewal)."""
 
-    def gc(dry_run=False):
+    def gc(*, dry_run=False):
         """Delete metadata versions outside the retention window (never a root)."""
 
-    def status(deep=False):
+    def status(*, deep=False):
         """Role versions, expiries, pending count, last publish, what storage lacks, problems."""
 
 
 class IMetadataStorage(Interface):
     """Where published bytes live (metadata files, hash-prefixed simple pages)."""
 
-    def create_service(context, request):
-        """Create the storage for the given context and request."""
+    def from_location(location):
+        """The storage at ``location`` (what the backend understands: a directory, a URL).
+
+        Called once, by ``includeme``, with the ``tuf.storage``/``tuf.simple_storage``
+        setting; the one instance is the registered service.
+        """
 
     def put(name, data):
         """Write ``data`` under ``name`` atomically: readers see all of it or nothing."""
