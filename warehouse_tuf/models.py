@@ -94,6 +94,9 @@ class RoleVersion(Base):
     #: The offline-signed bytes of root and targets (public data); None for online roles.
     signed_bytes: Mapped[bytes | None] = mapped_column(LargeBinary)
     updated_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: The snapshot version reserved together with this bin's latest reservation: the
+    #: roles whose version moved since snapshot N are those above N (see ``snapshot.py``).
+    changed_for_snapshot: Mapped[int | None] = mapped_column(Integer, index=True)
 
 
 class OfflineRoleVersion(Base):

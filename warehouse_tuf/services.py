@@ -56,6 +56,7 @@ from warehouse_tuf.models import (
     utcnow,
 )
 from warehouse_tuf.settings import TUFSettings
+from warehouse_tuf.snapshot import CACHE as snapshot_cache, SnapshotMeta
 
 log = logging.getLogger("warehouse_tuf")
 
@@ -211,6 +212,8 @@ class TUFManager:
         self._serializer = JSONSerializer(compact=True)
         #: The installed targets' bin layout, read (and checked) with the offline roles.
         self._layout: targetlib.BinLayout | None = None
+        #: Names this repository in the process's snapshot cache.
+        self._repository = self.engine.url.render_as_string(hide_password=True)
 
     @classmethod
     def create_service(cls, context: Any, request: Any) -> "TUFManager":
@@ -787,18 +790,26 @@ class TUFManager:
             bins = self._bins_touched(s, changes)
             bins.update((name, index) for name, index in due_roles if index is not None)
             indexes = sorted(bins.values())
-            self._reserve_bins(s, indexes)
+            # Pages are rendered (and stored) before the first write: the write
+            # transaction stays short (SQLite has a single writer: the uploads).
+            pages = self._render_pages(
+                c.project for c in changes
+                if c.kind in (ChangeKind.REMOVE_PROJECT.value, ChangeKind.RENDER_PAGES.value)
+            )
             versions = self._reserve(s, rows, ["snapshot", "timestamp"])
-            s.commit()  # the reservation is durable before any byte is written
-
-            self._apply_changes(s, changes)
-            # Committed now (applying again after a crash is harmless): the bins are
-            # signed from the table, in short transactions, here or by the workers,
-            # and uploads keep committing meanwhile (SQLite has a single writer).
+            self._reserve_bins(s, indexes, versions["snapshot"])
+            self._apply_changes(s, changes, pages)
+            # The reservation is durable before any byte is written. The changes are
+            # applied in the same commit (applying them again after a crash is
+            # harmless): the bins are signed from the table, here or by the workers,
+            # and uploads keep committing meanwhile.
             s.commit()
             renew_before = now + (refresh_window or self.settings.refresh_window)
             if self.dispatch is not None and len(indexes) >= self.settings.fan_out_batch:
                 self._sign_open_bins(indexes, now, renew_before)
+            elif len(indexes) <= _CHUNK:
+                # Few bins: signed under this run's lock and committed with the result.
+                self._sign_bins_in(s, trusted, indexes, now, renew_before)
             else:
                 self.sign_reserved_bins(indexes, now, renew_before)
             self._sign_snapshot_and_timestamp(
@@ -869,17 +880,10 @@ class TUFManager:
                         indexes.add(targetlib.bin_index(path, bits))
         return {self._bin_name(i): i for i in indexes}
 
-    def _apply_changes(self, s: Session, changes: list[PendingChange]) -> None:
-        """Bring the target table up to date, in change order; pages last.
-
-        Pages are rendered and stored before the first write, so that the write
-        transaction stays short (SQLite has a single writer: the uploads).
-        """
+    def _apply_changes(self, s: Session, changes: list[PendingChange],
+                       pages: dict[str, list[dict] | None]) -> None:
+        """Bring the target table up to date, in change order; ``pages`` (rendered) last."""
         bits = self._bins().bits
-        pages = self._render_pages(
-            c.project for c in changes
-            if c.kind in (ChangeKind.REMOVE_PROJECT.value, ChangeKind.RENDER_PAGES.value)
-        )
         for kind, group in _runs(changes):
             if kind is ChangeKind.ADD:
                 rows = {
@@ -997,25 +1001,27 @@ class TUFManager:
         self, s: Session, trusted: _Trusted, rows: dict[str, RoleVersion],
         snapshot_version: int, timestamp_version: int, now: datetime.datetime,
     ) -> None:
-        table = RoleVersion.__table__
-        versions = dict(s.execute(select(table.c.name, table.c.version).where(table.c.bin_index.is_not(None))).all())
-        for row in rows.values():
-            if row.bin_index is not None:  # signed here, not yet flushed; fan-out workers wrote theirs
-                versions[row.name] = max(row.version, versions.get(row.name, 0))
-        meta = {"targets.json": {"version": rows["targets"].version}}
-        meta.update((f"{name}.json", {"version": version}) for name, version in versions.items())
+        """Sign and store the snapshot, then the timestamp; update their rows (the caller commits).
+
+        ``rows`` holds the top-level roles as the database had them, plus, when
+        the caller signed bins as ORM objects not yet flushed (bootstrap,
+        install), those bins.
+        """
+        meta = self._snapshot_meta(s, rows)
         snapshot = Snapshot(version=snapshot_version, expires=now + self.settings.expiry["snapshot"])
         signed = snapshot.to_dict()
-        signed["meta"] = meta  # MetaFile.to_dict() of a version-only entry, without the objects
-        snapshot_bytes = canonical.signed_document(signed, trusted.signers)
+        signed["meta"] = {}  # the entries are spliced in, already encoded
+        payload = meta.encode(signed)
+        snapshot_bytes = canonical.envelope(payload, [signer.sign(payload) for signer in trusted.signers])
         self.storage.put(f"{snapshot_version}.snapshot.json", snapshot_bytes)
         self._update_row(rows["snapshot"], snapshot_version, snapshot.expires, snapshot_bytes, now)
+        snapshot_cache.put(self._repository, snapshot_version, rows["snapshot"].sha256, meta)
 
         timestamp = Timestamp(
             version=timestamp_version, expires=now + self.settings.expiry["timestamp"],
             snapshot_meta=MetaFile.from_data(snapshot_version, snapshot_bytes, ["sha256"]),
         )
-        timestamp_bytes = canonical.signed_document(timestamp.to_dict(), trusted.signers)
+        timestamp_bytes = canonical.signed_document(timestamp.to_dict(), trusted.signers, checked=True)
         # A publisher whose lock connection died may have been overtaken (its
         # reservation no longer stands): an older timestamp.json over a newer one
         # is a rollback every client refuses.
@@ -1027,6 +1033,27 @@ class TUFManager:
             )
         self.storage.put("timestamp.json", timestamp_bytes)
         self._update_row(rows["timestamp"], timestamp_version, timestamp.expires, timestamp_bytes, now)
+
+    def _snapshot_meta(self, s: Session, rows: dict[str, RoleVersion]) -> SnapshotMeta:
+        """The next snapshot's version map: the one this process built last, brought up to date
+        with the roles stamped since, or else built from every row (the rule: ``snapshot.py``)."""
+        current = rows["snapshot"]
+        unflushed = {row.name: row.version for row in rows.values() if row.bin_index is not None}
+        meta = None if unflushed else snapshot_cache.take(self._repository, current.version, current.sha256)
+        table = RoleVersion.__table__
+        if meta is None:
+            versions = dict(s.execute(
+                select(table.c.name, table.c.version).where(table.c.bin_index.is_not(None))
+            ).all())
+            for name, version in unflushed.items():  # signed here, not yet flushed
+                versions[name] = max(version, versions.get(name, 0))
+            meta = SnapshotMeta({f"{name}.json": version for name, version in versions.items()})
+        else:
+            meta.update((f"{name}.json", version) for name, version in s.execute(
+                select(table.c.name, table.c.version).where(table.c.changed_for_snapshot > current.version)
+            ))
+        meta.update([("targets.json", rows["targets"].version)])
+        return meta
 
     @staticmethod
     def _update_row(row: RoleVersion, version: int, expires: datetime.datetime,
@@ -1054,8 +1081,8 @@ class TUFManager:
             wanted = sorted(set(
                 range(self._bins().count) if indexes is None else indexes
             ))
-            self._reserve_bins(s, wanted)
             versions = self._reserve(s, rows, ["snapshot", "timestamp"])
+            self._reserve_bins(s, wanted, versions["snapshot"])
             s.commit()  # the reservation is durable before any byte is written
             now = utcnow()
             self._sign_open_bins(wanted, now, now + self.settings.refresh_window)
@@ -1072,8 +1099,12 @@ class TUFManager:
         return result
 
     @staticmethod
-    def _reserve_bins(s: Session, indexes: list[int]) -> None:
+    def _reserve_bins(s: Session, indexes: list[int], snapshot_version: int) -> None:
         """Reserve the next version of each bin (never one handed out before), in a few statements.
+
+        Each row is stamped with ``snapshot_version``, the snapshot reserved in
+        the same transaction: the next snapshot reads only the rows stamped
+        after the one it extends (``snapshot.py``).
 
         A bin without a row would be signed into no role while its changes are
         dropped: refused (the caller rolls back).
@@ -1081,8 +1112,9 @@ class TUFManager:
         roles = RoleVersion.__table__
         reserved = 0
         for chunk in _chunks(indexes):
-            reserved += s.execute(update(roles).where(roles.c.bin_index.in_(chunk))
-                                  .values(reserved_version=roles.c.reserved_version + 1)).rowcount
+            reserved += s.execute(update(roles).where(roles.c.bin_index.in_(chunk)).values(
+                reserved_version=roles.c.reserved_version + 1, changed_for_snapshot=snapshot_version,
+            )).rowcount
         if reserved != len(indexes):
             raise BinLayoutError(
                 f"{len(indexes) - reserved} of {len(indexes)} bins to sign have no role in the database "
@@ -1114,20 +1146,13 @@ class TUFManager:
         A bin keeps its expiry, unless that comes before ``renew_before``: then
         it expires one bin expiry period after ``now``.
 
-        The worker side of the fan-out (and the in-process path). Only bins
-        whose reservation still stands are written, checked again right before
-        each write, and their rows updated only if it still stands then: a
+        The worker side of the fan-out (and the in-process path for many bins).
+        Only bins whose reservation still stands are written, checked again right
+        before each write, and their rows updated only if it still stands then: a
         worker that outlives its coordinator writes nothing a snapshot lists.
         Returns how many bins it signed.
         """
-        roles = RoleVersion.__table__
-        done = update(roles).where(
-            roles.c.name == bindparam("b_name"), roles.c.reserved_version == bindparam("b_version"),
-            roles.c.version < bindparam("b_version"),
-        ).values(
-            version=bindparam("b_version"), expires=bindparam("b_expires"), length=bindparam("b_length"),
-            sha256=bindparam("b_sha256"), updated_at=now,
-        )
+        done = _bins_done(now)
         signed = 0
         # One batch's bytes are written (and fsynced, which releases the GIL) on a thread while the
         # next batch is signed; its rows are updated only once they are durable.
@@ -1158,19 +1183,41 @@ class TUFManager:
                     writing = (writer.submit(self.storage.put_many, files), [report for _, report, _ in batch])
                 batch = []
 
-            for index, entries in self._bin_contents(s, sorted(reserved)):
-                name, version, expires = reserved[index]
-                if expires <= renew_before:
-                    expires = now + self.settings.expiry["bins"]
-                data = self._bin_bytes(trusted, version, expires, entries)
-                batch.append((index, {"b_name": name, "b_version": version, "b_expires": expires,
-                                      "b_length": len(data), "b_sha256": hashlib.sha256(data).hexdigest()}, data))
+            for item in self._signed_bins(s, trusted, reserved, now, renew_before):
+                batch.append(item)
                 if len(batch) >= _CHUNK:
                     flush()
             if batch:
                 flush()
             record_written()
         return signed
+
+    def _sign_bins_in(self, s: Session, trusted: _Trusted, indexes: list[int],
+                      now: datetime.datetime, renew_before: datetime.datetime) -> None:
+        """The coordinator's path for a few bins: sign and store them, update their rows in ``s``.
+
+        The rows are committed with the snapshot and timestamp (one commit for
+        the result). No re-check before writing: this runs under the publish
+        lock that reserved them, and the timestamp's reservation is checked
+        before anything a client reads is written.
+        """
+        reserved = self._open_reservations(s, indexes)
+        signed = list(self._signed_bins(s, trusted, reserved, now, renew_before))
+        self.storage.put_many({f"{r['b_version']}.{r['b_name']}.json": data for _, r, data in signed})
+        if signed:
+            s.execute(_bins_done(now), [report for _, report, _ in signed])
+
+    def _signed_bins(self, s: Session, trusted: _Trusted, reserved: dict[int, tuple],
+                     now: datetime.datetime, renew_before: datetime.datetime,
+                     ) -> Iterator[tuple[int, dict, bytes]]:
+        """Each reserved bin signed: its index, the parameters of :func:`_bins_done`, its bytes."""
+        for index, entries in self._bin_contents(s, sorted(reserved)):
+            name, version, expires = reserved[index]
+            if expires <= renew_before:
+                expires = now + self.settings.expiry["bins"]
+            data = self._bin_bytes(trusted, version, expires, entries)
+            yield index, {"b_name": name, "b_version": version, "b_expires": expires,
+                          "b_length": len(data), "b_sha256": hashlib.sha256(data).hexdigest()}, data
 
     @staticmethod
     def _open_reservations(s: Session, indexes: Iterable[int]) -> dict[int, tuple]:
@@ -1593,6 +1640,18 @@ def _delegated_layout(targets: Targets) -> targetlib.BinLayout:
     if succinct is None:
         raise RepositoryError("the installed targets delegates to no succinct hash bins (TAP 15)")
     return targetlib.BinLayout(succinct.bit_length, succinct.name_prefix)
+
+
+def _bins_done(now: datetime.datetime) -> Any:
+    """The update recording a signed bin (executemany), only while its reservation stands."""
+    roles = RoleVersion.__table__
+    return update(roles).where(
+        roles.c.name == bindparam("b_name"), roles.c.reserved_version == bindparam("b_version"),
+        roles.c.version < bindparam("b_version"),
+    ).values(
+        version=bindparam("b_version"), expires=bindparam("b_expires"), length=bindparam("b_length"),
+        sha256=bindparam("b_sha256"), updated_at=now,
+    )
 
 
 def _chunks(items: list, size: int = _CHUNK) -> Iterator[list]:

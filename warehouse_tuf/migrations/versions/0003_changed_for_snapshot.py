@@ -1,0 +1,32 @@
+"""stamp each bin reservation with its snapshot version
+
+Revision ID: 0003_changed_for_snapshot
+Revises: 0002_offline_roles
+Create Date: 2026-12-02
+
+A publish reads only the roles changed since the snapshot it extends
+(``changed_for_snapshot`` above that snapshot's version) instead of every
+bin. Existing rows stay NULL: a process rebuilds its map from every row
+until it has built a snapshot itself, so nothing needs filling in.
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = '0003_changed_for_snapshot'
+down_revision = '0002_offline_roles'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    with op.batch_alter_table('tuf_roles', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('changed_for_snapshot', sa.Integer(), nullable=True))
+        batch_op.create_index(batch_op.f('ix_tuf_roles_changed_for_snapshot'), ['changed_for_snapshot'],
+                              unique=False)
+
+
+def downgrade():
+    with op.batch_alter_table('tuf_roles', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_tuf_roles_changed_for_snapshot'))
+        batch_op.drop_column('changed_for_snapshot')
