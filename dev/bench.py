@@ -433,6 +433,51 @@ def baseline(mode: str, bins: int, as_json: bool, published: int, naive_uploads:
 
 @bench.command()
 @_common
+@click.option("--published", default=100_000, show_default=True, help="Targets published before the run.")
+@click.option("--uploads", default=200, show_default=True, help="Uploads, each published before the next.")
+@click.option("--profile", "profile_top", default=0, show_default=True,
+              help="Run under cProfile and print this many functions by cumulative time.")
+def single(mode: str, bins: int, as_json: bool, published: int, uploads: int, profile_top: int) -> None:
+    """Each upload published alone: commit-to-signed latency (p50, p99) and targets/s."""
+    import cProfile
+    import pstats
+
+    projects = max(1, published // 20)
+    with bench_host(mode, bins) as host:
+        host.start_workers()
+        _publish_seeded(host, published, projects)
+        manager = _manager(host, fan_out=False)
+        profiler = cProfile.Profile() if profile_top else None
+        latencies = []
+        started = time.monotonic()
+        for i in range(published, published + uploads):
+            row = file_row(i, projects)
+            manager.record_target(row["path"], row["size"], {"sha256": row["sha256_digest"]})
+            manager.db.commit()
+            committed = time.perf_counter()
+            if profiler:
+                profiler.enable()
+            result = manager.publish()
+            if profiler:
+                profiler.disable()
+            latencies.append(time.perf_counter() - committed)
+            if len(result.bins) != 1:
+                raise click.ClickException(f"upload {i} was published with {len(result.bins)} bins, not 1")
+        wall = time.monotonic() - started
+        if profiler:
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(profile_top)
+        verified = verify(host, sample(uploads, 10, published), projects)
+        ms = [t * 1000 for t in latencies]
+        report({
+            "scenario": "single", "mode": mode, "bins": bins, "published": published, "uploads": uploads,
+            "profiled": bool(profiler), "p50_ms": round(statistics.median(ms), 1),
+            "p99_ms": round(percentile(ms, 0.99), 1), "targets_per_s": round(uploads / wall, 1),
+            "ngclient_verified": verified,
+        }, as_json)
+
+
+@bench.command()
+@_common
 @click.option("--files", default=1_000_000, show_default=True, help="Files the host already has.")
 @click.option("--projects", default=10_000, show_default=True, help="Projects they belong to (one page pair each).")
 @click.option("--workers", default=2, show_default=True, help="Celery worker processes (distributed mode).")

@@ -21,7 +21,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -805,15 +805,17 @@ class TUFManager:
             # and uploads keep committing meanwhile.
             s.commit()
             renew_before = now + (refresh_window or self.settings.refresh_window)
+            bin_files: dict[str, bytes] = {}
             if self.dispatch is not None and len(indexes) >= self.settings.fan_out_batch:
                 self._sign_open_bins(indexes, now, renew_before)
             elif len(indexes) <= _CHUNK:
-                # Few bins: signed under this run's lock and committed with the result.
-                self._sign_bins_in(s, trusted, indexes, now, renew_before)
+                # Few bins: signed under this run's lock, stored with the snapshot,
+                # and their rows committed with the result.
+                bin_files = self._sign_bins_in(s, trusted, indexes, now, renew_before)
             else:
                 self.sign_reserved_bins(indexes, now, renew_before)
             self._sign_snapshot_and_timestamp(
-                s, trusted, rows, versions["snapshot"], versions["timestamp"], now
+                s, trusted, rows, versions["snapshot"], versions["timestamp"], now, bin_files=bin_files,
             )
             ids = [change.id for change in changes]
             for chunk in _chunks(ids):
@@ -1000,12 +1002,15 @@ class TUFManager:
     def _sign_snapshot_and_timestamp(
         self, s: Session, trusted: _Trusted, rows: dict[str, RoleVersion],
         snapshot_version: int, timestamp_version: int, now: datetime.datetime,
+        *, bin_files: Mapping[str, bytes] = {},
     ) -> None:
         """Sign and store the snapshot, then the timestamp; update their rows (the caller commits).
 
         ``rows`` holds the top-level roles as the database had them, plus, when
         the caller signed bins as ORM objects not yet flushed (bootstrap,
-        install), those bins.
+        install), those bins. ``bin_files`` (signed bins not stored yet) are
+        stored together with the snapshot: one batch of fsyncs, all durable
+        before the timestamp that names them is written.
         """
         meta = self._snapshot_meta(s, rows)
         snapshot = Snapshot(version=snapshot_version, expires=now + self.settings.expiry["snapshot"])
@@ -1013,7 +1018,7 @@ class TUFManager:
         signed["meta"] = {}  # the entries are spliced in, already encoded
         payload = meta.encode(signed)
         snapshot_bytes = canonical.envelope(payload, [signer.sign(payload) for signer in trusted.signers])
-        self.storage.put(f"{snapshot_version}.snapshot.json", snapshot_bytes)
+        self.storage.put_many({**bin_files, f"{snapshot_version}.snapshot.json": snapshot_bytes})
         self._update_row(rows["snapshot"], snapshot_version, snapshot.expires, snapshot_bytes, now)
         snapshot_cache.put(self._repository, snapshot_version, rows["snapshot"].sha256, meta)
 
@@ -1193,19 +1198,19 @@ class TUFManager:
         return signed
 
     def _sign_bins_in(self, s: Session, trusted: _Trusted, indexes: list[int],
-                      now: datetime.datetime, renew_before: datetime.datetime) -> None:
-        """The coordinator's path for a few bins: sign and store them, update their rows in ``s``.
+                      now: datetime.datetime, renew_before: datetime.datetime) -> dict[str, bytes]:
+        """The coordinator's path for a few bins: sign them and update their rows in ``s``; their files.
 
-        The rows are committed with the snapshot and timestamp (one commit for
-        the result). No re-check before writing: this runs under the publish
-        lock that reserved them, and the timestamp's reservation is checked
-        before anything a client reads is written.
+        The caller stores the files with the snapshot, before the timestamp,
+        and commits the rows with the result. No re-check before writing: this
+        runs under the publish lock that reserved them, and the timestamp's
+        reservation is checked before anything a client reads is written.
         """
         reserved = self._open_reservations(s, indexes)
         signed = list(self._signed_bins(s, trusted, reserved, now, renew_before))
-        self.storage.put_many({f"{r['b_version']}.{r['b_name']}.json": data for _, r, data in signed})
         if signed:
             s.execute(_bins_done(now), [report for _, report, _ in signed])
+        return {f"{r['b_version']}.{r['b_name']}.json": data for _, r, data in signed}
 
     def _signed_bins(self, s: Session, trusted: _Trusted, reserved: dict[int, tuple],
                      now: datetime.datetime, renew_before: datetime.datetime,

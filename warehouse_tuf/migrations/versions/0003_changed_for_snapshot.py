@@ -8,6 +8,9 @@ A publish reads only the roles changed since the snapshot it extends
 (``changed_for_snapshot`` above that snapshot's version) instead of every
 bin. Existing rows stay NULL: a process rebuilds its map from every row
 until it has built a snapshot itself, so nothing needs filling in.
+
+Two indexes spare every publish a scan of all roles: the unfinished ones
+(a partial index) and the earliest expiry (a health gauge).
 """
 
 import sqlalchemy as sa
@@ -24,9 +27,15 @@ def upgrade():
         batch_op.add_column(sa.Column('changed_for_snapshot', sa.Integer(), nullable=True))
         batch_op.create_index(batch_op.f('ix_tuf_roles_changed_for_snapshot'), ['changed_for_snapshot'],
                               unique=False)
+        batch_op.create_index(batch_op.f('ix_tuf_roles_expires'), ['expires'], unique=False)
+        batch_op.create_index('ix_tuf_roles_unfinished', ['bin_index'], unique=False,
+                              sqlite_where=sa.text('reserved_version > version'),
+                              postgresql_where=sa.text('reserved_version > version'))
 
 
 def downgrade():
     with op.batch_alter_table('tuf_roles', schema=None) as batch_op:
+        batch_op.drop_index('ix_tuf_roles_unfinished')
+        batch_op.drop_index(batch_op.f('ix_tuf_roles_expires'))
         batch_op.drop_index(batch_op.f('ix_tuf_roles_changed_for_snapshot'))
         batch_op.drop_column('changed_for_snapshot')
