@@ -109,6 +109,20 @@ class RoleVersion(Base):
                             postgresql_where=_UNFINISHED),)
 
 
+class PublishRequest(Base):
+    """Whether a publisher is requested or running: its one row (``id`` 1) coalesces publish messages.
+
+    ``requested_at`` is set by the process that sends a publish message and
+    cleared by the publisher once it finds nothing more pending, right before
+    it looks one last time (``publish_requests.py``).
+    """
+
+    __tablename__ = "tuf_publish_request"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    requested_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime)
+
+
 class OfflineRoleVersion(Base):
     """Every version ever installed of root and targets, as offline-signed (public data).
 

@@ -41,7 +41,7 @@ from tuf.api.metadata import (
 from tuf.api.serialization.json import JSONSerializer
 from zope.interface import implementer
 
-from warehouse_tuf import canonical, ceremony, devkeys, pending, signing, targets as targetlib
+from warehouse_tuf import canonical, ceremony, devkeys, pending, publish_requests, signing, targets as targetlib
 from warehouse_tuf.interfaces import IMetadataStorage, ITUFService
 from warehouse_tuf.locking import LockTimeout, publish_lock
 from warehouse_tuf.metrics import PREFIX as METRICS_PREFIX, NullMetrics, host_metrics, report_run
@@ -550,36 +550,49 @@ class TUFManager:
 
     # -- publish and refresh ------------------------------------------------------
 
-    def publish(self, *, wait: bool = True) -> PublishResult:
+    def publish(self, *, wait: bool = True, linger: float = 0.0) -> PublishResult:
         """Publish every pending change (and whatever a crashed run left unfinished).
 
-        Publishes again while changes keep arriving. With ``wait=False`` (the
-        task queued after each upload) it returns at once when nothing is
+        Publishes again while changes keep arriving, looking for them for up to
+        ``linger`` seconds after each run. With ``wait=False`` (the task a
+        commit that recorded changes queues) it returns at once when nothing is
         pending, or when another publisher holds the lock: that one looks for
         pending changes again after letting go, so it publishes these too.
-        That is how one publish task per upload coalesces into few publishes.
+        Before returning it withdraws the publish request, then looks once
+        more (``publish_requests.py``): a commit that saw the request standing
+        sent no message of its own.
         """
         total = PublishResult()
-        while wait or self._has_pending():
-            try:
-                result = self._measured("publish", None, wait)
-            except LockTimeout:
-                if wait:
-                    raise
+        while True:
+            while wait or self._has_pending(linger):
+                try:
+                    result = self._measured("publish", None, wait)
+                except LockTimeout:
+                    if wait:
+                        raise
+                    return total  # the holder withdraws the request and looks again
+                wait = False  # from now on, only while changes keep arriving
+                if not result.published:
+                    break
+                total.changes += result.changes
+                total.bins = sorted({*total.bins, *result.bins})
+                total.snapshot_version = result.snapshot_version
+                total.timestamp_version = result.timestamp_version
+                total.seconds += result.seconds
+            publish_requests.withdraw(self.engine)
+            if not self._has_pending():
                 return total
-            if not result.published:
-                return total
-            total.changes += result.changes
-            total.bins = sorted({*total.bins, *result.bins})
-            total.snapshot_version = result.snapshot_version
-            total.timestamp_version = result.timestamp_version
-            total.seconds += result.seconds
-            wait = False  # from now on, only while changes keep arriving
-        return total
 
-    def _has_pending(self) -> bool:
-        with self._sessions() as s:
-            return s.scalar(select(PendingChange.id).limit(1)) is not None
+    def _has_pending(self, linger: float = 0.0) -> bool:
+        """Whether a change is pending, looking again every 20 ms for up to ``linger`` seconds."""
+        deadline = time.monotonic() + linger
+        while True:
+            with self._sessions() as s:
+                if s.scalar(select(PendingChange.id).limit(1)) is not None:
+                    return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
 
     def refresh(self, window: datetime.timedelta | None = None) -> PublishResult:
         """Re-sign every online role that expires within ``window``, with pending changes."""

@@ -12,13 +12,18 @@ from typing import Any
 
 from warehouse_tuf.interfaces import ITUFService
 
+#: Seconds the publish task keeps looking for new changes after its last run: changes
+#: committed meanwhile are published without a message of their own (``publish_requests.py``).
+PUBLISH_LINGER = 0.5
+
 
 def publish(request) -> None:
-    """Publish everything pending (queued after each commit that recorded changes).
+    """Publish everything pending (queued after a commit that recorded changes, when no
+    publisher was requested or running).
 
     Skipped when a publish is running: that one publishes this change too.
     """
-    request.find_service(ITUFService, context=None).publish(wait=False)
+    request.find_service(ITUFService, context=None).publish(wait=False, linger=PUBLISH_LINGER)
 
 
 def publish_pending(request) -> None:

@@ -11,6 +11,9 @@ until it has built a snapshot itself, so nothing needs filling in.
 
 Two indexes spare every publish a scan of all roles: the unfinished ones
 (a partial index) and the earliest expiry (a health gauge).
+
+tuf_publish_request (one row) coalesces the publish messages: a process
+sends one only when no publisher is requested or running.
 """
 
 import sqlalchemy as sa
@@ -23,6 +26,12 @@ depends_on = None
 
 
 def upgrade():
+    request = op.create_table('tuf_publish_request',
+    sa.Column('id', sa.Integer(), autoincrement=False, nullable=False),
+    sa.Column('requested_at', sa.DateTime(), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_tuf_publish_request'))
+    )
+    op.bulk_insert(request, [{'id': 1, 'requested_at': None}])
     with op.batch_alter_table('tuf_roles', schema=None) as batch_op:
         batch_op.add_column(sa.Column('changed_for_snapshot', sa.Integer(), nullable=True))
         batch_op.create_index(batch_op.f('ix_tuf_roles_changed_for_snapshot'), ['changed_for_snapshot'],
@@ -34,6 +43,7 @@ def upgrade():
 
 
 def downgrade():
+    op.drop_table('tuf_publish_request')
     with op.batch_alter_table('tuf_roles', schema=None) as batch_op:
         batch_op.drop_index('ix_tuf_roles_unfinished')
         batch_op.drop_index(batch_op.f('ix_tuf_roles_expires'))
