@@ -592,6 +592,11 @@ def _uploader(env: dict[str, str], level: str, indexes: list[int], projects: int
     engine.dispose()
 
 
+# A spawned process imports what it runs first: ``dev.bench`` before ``dev.cli`` would import
+# ``dev.bench_upload`` while this module is half initialized. So the uploader runs this code.
+_SPAWNED_UPLOADER = "import dev.cli\nfrom dev.bench import _uploader\n_uploader(*args)"
+
+
 class _PendingWatcher(threading.Thread):
     """Polls the pending additions: an upload is published once a poll no longer sees it."""
 
@@ -629,8 +634,8 @@ def _upload_run(host: BenchHost, level: str, first: int, count: int, uploaders: 
     results = context.Queue()
     start_at = time.time() + 8  # every process imported and configured by then
     shares = [list(range(first + n, first + count, uploaders)) for n in range(uploaders)]
-    processes = [context.Process(target=_uploader, args=(host.env, level, share, projects, rate / uploaders,
-                                                         start_at, results)) for share in shares]
+    processes = [context.Process(target=exec, args=(_SPAWNED_UPLOADER, {"args": (
+        host.env, level, share, projects, rate / uploaders, start_at, results)})) for share in shares]
     watcher = _PendingWatcher(host.engine)
     for process in processes:
         process.start()
