@@ -21,7 +21,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,6 +124,8 @@ class PublishResult:
     snapshot_version: int | None = None
     timestamp_version: int | None = None
     seconds: float = 0.0
+    #: A publish that stopped at its deadline with changes still pending (its request stands).
+    pending_left: bool = False
 
     @property
     def published(self) -> bool:
@@ -550,7 +552,8 @@ class TUFManager:
 
     # -- publish and refresh ------------------------------------------------------
 
-    def publish(self, *, wait: bool = True, linger: float = 0.0) -> PublishResult:
+    def publish(self, *, wait: bool = True, linger: float = 0.0,
+                deadline: float | None = None) -> PublishResult:
         """Publish every pending change (and whatever a crashed run left unfinished).
 
         Publishes again while changes keep arriving, looking for them for up to
@@ -560,11 +563,16 @@ class TUFManager:
         pending changes again after letting go, so it publishes these too.
         Before returning it withdraws the publish request, then looks once
         more (``publish_requests.py``): a commit that saw the request standing
-        sent no message of its own.
+        sent no message of its own. Past ``deadline`` (``time.monotonic()``)
+        it starts no new run: it returns with ``pending_left`` when changes
+        are still pending, the request standing for them.
         """
         total = PublishResult()
         while True:
             while wait or self._has_pending(linger):
+                if deadline is not None and time.monotonic() >= deadline:
+                    total.pending_left = True
+                    return total
                 try:
                     result = self._measured("publish", None, wait)
                 except LockTimeout:
@@ -819,16 +827,18 @@ class TUFManager:
             s.commit()
             renew_before = now + (refresh_window or self.settings.refresh_window)
             bin_files: dict[str, bytes] = {}
+            bin_reports: list[dict] = []
             if self.dispatch is not None and len(indexes) >= self.settings.fan_out_batch:
                 self._sign_open_bins(indexes, now, renew_before)
             elif len(indexes) <= _CHUNK:
                 # Few bins: signed under this run's lock, stored with the snapshot,
                 # and their rows committed with the result.
-                bin_files = self._sign_bins_in(s, trusted, indexes, now, renew_before)
+                bin_files, bin_reports = self._sign_bins_in(s, trusted, indexes, now, renew_before)
             else:
                 self.sign_reserved_bins(indexes, now, renew_before)
             self._sign_snapshot_and_timestamp(
-                s, trusted, rows, versions["snapshot"], versions["timestamp"], now, bin_files=bin_files,
+                s, trusted, rows, versions["snapshot"], versions["timestamp"], now,
+                bin_files=bin_files, bin_reports=bin_reports,
             )
             ids = [change.id for change in changes]
             for chunk in _chunks(ids):
@@ -1015,7 +1025,7 @@ class TUFManager:
     def _sign_snapshot_and_timestamp(
         self, s: Session, trusted: _Trusted, rows: dict[str, RoleVersion],
         snapshot_version: int, timestamp_version: int, now: datetime.datetime,
-        *, bin_files: Mapping[str, bytes] = {},
+        *, bin_files: Mapping[str, bytes] = {}, bin_reports: Sequence[dict] = (),
     ) -> None:
         """Sign and store the snapshot, then the timestamp; update their rows (the caller commits).
 
@@ -1023,15 +1033,19 @@ class TUFManager:
         the caller signed bins as ORM objects not yet flushed (bootstrap,
         install), those bins. ``bin_files`` (signed bins not stored yet) are
         stored together with the snapshot: one batch of fsyncs, all durable
-        before the timestamp that names them is written.
+        before the timestamp that names them is written; ``bin_reports``, their
+        row updates, are made once they are stored.
         """
         meta = self._snapshot_meta(s, rows)
+        meta.update((f"{r['b_name']}.json", r["b_version"]) for r in bin_reports)
         snapshot = Snapshot(version=snapshot_version, expires=now + self.settings.expiry["snapshot"])
         signed = snapshot.to_dict()
         signed["meta"] = {}  # the entries are spliced in, already encoded
         payload = meta.encode(signed)
         snapshot_bytes = canonical.envelope(payload, [signer.sign(payload) for signer in trusted.signers])
         self.storage.put_many({**bin_files, f"{snapshot_version}.snapshot.json": snapshot_bytes})
+        if bin_reports:
+            s.execute(_bins_done(now), list(bin_reports))
         self._update_row(rows["snapshot"], snapshot_version, snapshot.expires, snapshot_bytes, now)
         snapshot_cache.put(self._repository, snapshot_version, rows["snapshot"].sha256, meta)
 
@@ -1210,20 +1224,20 @@ class TUFManager:
             record_written()
         return signed
 
-    def _sign_bins_in(self, s: Session, trusted: _Trusted, indexes: list[int],
-                      now: datetime.datetime, renew_before: datetime.datetime) -> dict[str, bytes]:
-        """The coordinator's path for a few bins: sign them and update their rows in ``s``; their files.
+    def _sign_bins_in(self, s: Session, trusted: _Trusted, indexes: list[int], now: datetime.datetime,
+                      renew_before: datetime.datetime) -> tuple[dict[str, bytes], list[dict]]:
+        """The coordinator's path for a few bins: sign them; their files and row updates.
 
         The caller stores the files with the snapshot, before the timestamp,
-        and commits the rows with the result. No re-check before writing: this
-        runs under the publish lock that reserved them, and the timestamp's
-        reservation is checked before anything a client reads is written.
+        then updates the rows (:func:`_bins_done`) and commits them with the
+        result: no row is locked while storage writes. No re-check before
+        writing: this runs under the publish lock that reserved them, and the
+        timestamp's reservation is checked before anything a client reads is written.
         """
         reserved = self._open_reservations(s, indexes)
         signed = list(self._signed_bins(s, trusted, reserved, now, renew_before))
-        if signed:
-            s.execute(_bins_done(now), [report for _, report, _ in signed])
-        return {f"{r['b_version']}.{r['b_name']}.json": data for _, r, data in signed}
+        files = {f"{r['b_version']}.{r['b_name']}.json": data for _, r, data in signed}
+        return files, [report for _, report, _ in signed]
 
     def _signed_bins(self, s: Session, trusted: _Trusted, reserved: dict[int, tuple],
                      now: datetime.datetime, renew_before: datetime.datetime,
