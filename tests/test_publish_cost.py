@@ -215,3 +215,29 @@ def test_a_snapshot_entry_that_is_not_a_name_and_an_integer_is_refused():
     assert meta.encode(signed) == encode_canonical(
         Snapshot(version=1, meta={"bins-0.json": MetaFile(1), "odd \u00e9\".json": MetaFile(2)}).to_dict()
     ).encode()
+
+
+def test_a_publish_past_its_deadline_leaves_its_changes_and_the_request_standing(engine, tmp_path):
+    """The publish task stops starting runs at its deadline and queues its successor, for which
+    the request stands; the successor publishes and withdraws it."""
+    import datetime
+    import time
+
+    from warehouse_tuf import publish_requests
+
+    stale = datetime.timedelta(minutes=1)
+    repo = _manager(engine, tmp_path)
+    repo.bootstrap_development()
+    targets_dir = tmp_path / "targets"
+    path = publish_file(repo, targets_dir, "late-1.0.whl", b"late")
+    repo.db.commit()
+    assert publish_requests.request(engine, stale)  # the commit's message
+
+    stopped = repo.publish(wait=False, deadline=time.monotonic())
+    assert stopped.pending_left and not stopped.published
+    assert not publish_requests.request(engine, stale)  # still standing: no second message
+
+    successor = repo.publish(wait=False)
+    assert successor.published and not successor.pending_left
+    assert publish_requests.request(engine, stale)  # withdrawn: the next commit sends one
+    assert Client(tmp_path / "metadata", targets_dir).download(path) == b"late"
