@@ -433,6 +433,51 @@ def baseline(mode: str, bins: int, as_json: bool, published: int, naive_uploads:
 
 @bench.command()
 @_common
+@click.option("--published", default=100_000, show_default=True, help="Targets published before the run.")
+@click.option("--uploads", default=200, show_default=True, help="Uploads, each published before the next.")
+@click.option("--profile", "profile_top", default=0, show_default=True,
+              help="Run under cProfile and print this many functions by cumulative time.")
+def single(mode: str, bins: int, as_json: bool, published: int, uploads: int, profile_top: int) -> None:
+    """Each upload published alone: commit-to-signed latency (p50, p99) and targets/s."""
+    import cProfile
+    import pstats
+
+    projects = max(1, published // 20)
+    with bench_host(mode, bins) as host:
+        host.start_workers()
+        _publish_seeded(host, published, projects)
+        manager = _manager(host, fan_out=False)
+        profiler = cProfile.Profile() if profile_top else None
+        latencies = []
+        started = time.monotonic()
+        for i in range(published, published + uploads):
+            row = file_row(i, projects)
+            manager.record_target(row["path"], row["size"], {"sha256": row["sha256_digest"]})
+            manager.db.commit()
+            committed = time.perf_counter()
+            if profiler:
+                profiler.enable()
+            result = manager.publish()
+            if profiler:
+                profiler.disable()
+            latencies.append(time.perf_counter() - committed)
+            if len(result.bins) != 1:
+                raise click.ClickException(f"upload {i} was published with {len(result.bins)} bins, not 1")
+        wall = time.monotonic() - started
+        if profiler:
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(profile_top)
+        verified = verify(host, sample(uploads, 10, published), projects)
+        ms = [t * 1000 for t in latencies]
+        report({
+            "scenario": "single", "mode": mode, "bins": bins, "published": published, "uploads": uploads,
+            "profiled": bool(profiler), "p50_ms": round(statistics.median(ms), 1),
+            "p99_ms": round(percentile(ms, 0.99), 1), "targets_per_s": round(uploads / wall, 1),
+            "ngclient_verified": verified,
+        }, as_json)
+
+
+@bench.command()
+@_common
 @click.option("--files", default=1_000_000, show_default=True, help="Files the host already has.")
 @click.option("--projects", default=10_000, show_default=True, help="Projects they belong to (one page pair each).")
 @click.option("--workers", default=2, show_default=True, help="Celery worker processes (distributed mode).")
@@ -484,17 +529,32 @@ def host_session(sessions: Any, engine: Any) -> Iterator[Any]:
 
 
 def record(config: Any, session: Any, i: int, projects: int) -> None:
-    """The extension's part of an upload alone: record the target, commit, queue the publish task."""
-    from warehouse_tuf import tasks
-    from warehouse_tuf.services import TUFManager
+    """The extension's part of an upload alone: what its hooks add (the pending change), commit,
+    then its after-commit hook (which sends a publish message only when no publisher is requested)."""
+    from warehouse_tuf import PENDING_KEY, pending, queue_publish
 
-    registry = config.registry
-    manager = TUFManager(session, registry["tuf.settings"], registry["tuf.storage"], registry["tuf.simple_storage"])
     row = file_row(i, projects)
-    manager.record_target(row["path"], row["size"], {"sha256": row["sha256_digest"]},
-                          project=project_name(i, projects), release=f"1.{i // projects}")
+    pending.record(session.connection(), [pending.target_added(
+        row["path"], row["size"], {"sha256": row["sha256_digest"]}, ("sha256",),
+        project=project_name(i, projects), release=f"1.{i // projects}",
+    )])
+    session.info[PENDING_KEY] = True
     session.commit()
-    config.task(tasks.publish).delay()  # what the session hook does after commit
+    queue_publish(config, session)
+
+
+def count_messages(config: Any) -> list[int]:
+    """Counts the publish messages this process sends from now on (a one-item list, kept up to date)."""
+    task = config.registry["tuf.publish_task"]
+    sent = [0]
+    send = task.delay
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        sent[0] += 1
+        return send(*args, **kwargs)
+
+    task.delay = counted
+    return sent
 
 
 def _uploader(env: dict[str, str], level: str, indexes: list[int], projects: int, rate: float,
@@ -514,6 +574,7 @@ def _uploader(env: dict[str, str], level: str, indexes: list[int], projects: int
     config = configure()
     sessions, engine = config.registry["sqlalchemy.sessionmaker"], config.registry["sqlalchemy.engine"]
     committed = []
+    messages = count_messages(config)
     time.sleep(max(0.0, start_at - time.time()))
     for n, i in enumerate(indexes):
         if rate:
@@ -525,10 +586,15 @@ def _uploader(env: dict[str, str], level: str, indexes: list[int], projects: int
             with Session(engine) as session:
                 record(config, session, i, projects)
         committed.append((file_row(i, projects)["path"], time.time()))
-    results.put(committed)
+    results.put((committed, messages[0]))
     if env["TUF_DEV_MODE"] == "embedded":
         wait_for_embedded_tasks(config.registry["celery.app"], timeout=600)
     engine.dispose()
+
+
+# A spawned process imports what it runs first: ``dev.bench`` before ``dev.cli`` would import
+# ``dev.bench_upload`` while this module is half initialized. So the uploader runs this code.
+_SPAWNED_UPLOADER = "import dev.cli\nfrom dev.bench import _uploader\n_uploader(*args)"
 
 
 class _PendingWatcher(threading.Thread):
@@ -558,19 +624,25 @@ class _PendingWatcher(threading.Thread):
 
 
 def _upload_run(host: BenchHost, level: str, first: int, count: int, uploaders: int, projects: int,
-                rate: float) -> tuple[list[tuple[str, float]], _PendingWatcher, float]:
-    """Run ``uploaders`` processes committing ``count`` uploads; wait until all are published."""
+                rate: float) -> tuple[list[tuple[str, float]], _PendingWatcher, float, int]:
+    """Run ``uploaders`` processes committing ``count`` uploads; wait until all are published.
+
+    Returns the commits (path, time), the watcher, the seconds from start to all published,
+    and the publish messages the uploaders sent.
+    """
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     start_at = time.time() + 8  # every process imported and configured by then
     shares = [list(range(first + n, first + count, uploaders)) for n in range(uploaders)]
-    processes = [context.Process(target=_uploader, args=(host.env, level, share, projects, rate / uploaders,
-                                                         start_at, results)) for share in shares]
+    processes = [context.Process(target=exec, args=(_SPAWNED_UPLOADER, {"args": (
+        host.env, level, share, projects, rate / uploaders, start_at, results)})) for share in shares]
     watcher = _PendingWatcher(host.engine)
     for process in processes:
         process.start()
     watcher.start()
-    committed = [item for _ in processes for item in results.get(timeout=3600)]
+    shares_done = [results.get(timeout=3600) for _ in processes]
+    committed = [item for share, _ in shares_done for item in share]
+    messages = sum(sent for _, sent in shares_done)
     deadline = time.time() + 600
     while host.pending() and time.time() < deadline:
         time.sleep(0.02)
@@ -582,7 +654,7 @@ def _upload_run(host: BenchHost, level: str, first: int, count: int, uploaders: 
         process.join(timeout=600)
     if host.pending():
         raise click.ClickException("uploads were still pending after 10 minutes")
-    return committed, watcher, done - start_at
+    return committed, watcher, done - start_at, messages
 
 
 def _prepare_uploads(host: BenchHost, published: int, projects: int) -> None:
@@ -615,7 +687,7 @@ def burst(mode: str, bins: int, as_json: bool, published: int, uploaders: int, p
     with bench_host(mode, bins, workers) as host:
         host.start_workers()
         _prepare_uploads(host, published, projects)
-        committed, watcher, wall = _upload_run(host, level, published, uploads, uploaders, projects, rate=0)
+        committed, watcher, wall, messages = _upload_run(host, level, published, uploads, uploaders, projects, rate=0)
         upload_s = max(t for _, t in committed) - min(t for _, t in committed)
         last = max(t for _, t in committed)
         drain_s = next(started for started, pending in watcher.polls if started > last and not pending) - last
@@ -624,7 +696,8 @@ def burst(mode: str, bins: int, as_json: bool, published: int, uploaders: int, p
             "scenario": "burst", "mode": mode, "bins": bins, "published": published, "uploads": uploads,
             "uploaders": uploaders, "workers": workers if mode == "distributed" else 0, "level": level,
             "upload_s": round(upload_s, 2), "drain_s": round(drain_s, 2), "wall_s": round(wall, 2),
-            "targets_per_s": round(uploads / wall, 1), "ngclient_verified": verified,
+            "targets_per_s": round(uploads / wall, 1),
+            "messages_per_1000_uploads": round(1000 * messages / uploads, 1), "ngclient_verified": verified,
         }, as_json)
 
 
@@ -640,15 +713,76 @@ def steady(mode: str, bins: int, as_json: bool, published: int, uploaders: int, 
         host.start_workers()
         _prepare_uploads(host, published, projects)
         count = int(rate * seconds)
-        committed, watcher, _ = _upload_run(host, level, published, count, uploaders, projects, rate)
+        committed, watcher, _, messages = _upload_run(host, level, published, count, uploaders, projects, rate)
         latencies = [watcher.published_at(path, at) - at for path, at in committed]
         verified = verify(host, sample(count, 20, published), projects)
         report({
             "scenario": "steady", "mode": mode, "level": level, "bins": bins, "published": published, "rate": rate,
             "uploads": count, "workers": workers if mode == "distributed" else 0,
             "p50_s": round(statistics.median(latencies), 3), "p99_s": round(percentile(latencies, 0.99), 3),
-            "max_s": round(max(latencies), 3), "ngclient_verified": verified,
+            "max_s": round(max(latencies), 3),
+            "messages_per_1000_uploads": round(1000 * messages / count, 1), "ngclient_verified": verified,
         }, as_json)
+
+
+@bench.command()
+@_common
+@click.option("--uploads", default=1_000, show_default=True, help="Uploads per block.")
+@click.option("--rounds", default=3, show_default=True, help="Blocks with the extension, and as many without.")
+@click.option("--projects", default=100, show_default=True)
+@click.option("--workers", default=2, show_default=True, help="Celery worker processes (distributed mode).")
+def throughput(mode: str, bins: int, as_json: bool, uploads: int, rounds: int, projects: int, workers: int) -> None:
+    """Host uploads as fast as one uploader commits them, with the extension and without: the ratio.
+
+    Blocks of --uploads alternate between the host with the extension's hooks
+    (publishing meanwhile: on the host's task thread when embedded, on the
+    workers when distributed) and the same host without them (``tuf.enabled
+    = false``, same database), each block started once everything before it
+    is published. Also counts the publish messages the hooked uploads sent.
+    """
+    from dev.app import configure
+
+    with bench_host(mode, bins, workers) as host:
+        seed_host(host.engine, 0, projects)
+        host.start_workers()
+        plain = configure({"tuf.enabled": "false"})
+        blocks = {"with": host.config.registry["sqlalchemy.sessionmaker"],
+                  "without": plain.registry["sqlalchemy.sessionmaker"]}
+        messages = count_messages(host.config)
+        rates: dict[str, list[float]] = {"with": [], "without": []}
+        i = 0
+        for _ in range(rounds):
+            for label, sessions in blocks.items():
+                started = time.perf_counter()
+                for _ in range(uploads):
+                    with host_session(sessions, host.engine) as session:
+                        upload(session, i, projects)
+                    i += 1
+                rates[label].append(uploads / (time.perf_counter() - started))
+                _wait_published(host)
+        plain.registry["sqlalchemy.engine"].dispose()
+        verified = verify(host, [2 * uploads * r + n for r in range(rounds) for n in sample(uploads, 3)], projects)
+        with_s, without_s = statistics.median(rates["with"]), statistics.median(rates["without"])
+        report({
+            "scenario": "throughput", "mode": mode, "bins": bins, "uploads": uploads * rounds,
+            "uploads_per_s_with": round(with_s, 1), "uploads_per_s_without": round(without_s, 1),
+            "ratio": round(with_s / without_s, 3),
+            "messages_per_1000_uploads": round(1000 * messages[0] / (uploads * rounds), 1),
+            "ngclient_verified": verified,
+        }, as_json)
+
+
+def _wait_published(host: BenchHost) -> None:
+    """Until nothing is pending (and, embedded, the host's task thread is idle)."""
+    if host.mode == "embedded":
+        from dev.tasks import wait_for_embedded_tasks
+
+        wait_for_embedded_tasks(host.config.registry["celery.app"], timeout=600)
+    deadline = time.time() + 600
+    while host.pending():
+        if time.time() > deadline:
+            raise click.ClickException("uploads were still pending after 10 minutes")
+        time.sleep(0.05)
 
 
 @bench.command()

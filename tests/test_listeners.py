@@ -14,6 +14,7 @@ from dev.tasks import wait_for_embedded_tasks
 from tests.devhost import add_file, dev_config, pending, store_served_file, verify_like_a_client
 from warehouse_tuf import (
     PENDING_KEY,
+    tasks,
     forget_pending,
     queue_publish,
     record_additions,
@@ -255,3 +256,50 @@ def test_queue_publish_never_raises_when_the_broker_is_down(tmp_path, database_u
         queue_publish(distributed, plain_session)
     assert "could not queue the publish task" in caplog.text
     distributed.registry["sqlalchemy.engine"].dispose()
+
+
+def test_many_uploads_from_one_process_send_a_bounded_number_of_publish_messages(config, host_session):
+    """A commit sends a publish message only when no publisher is requested or running: the
+    running one (still looking for changes) publishes the uploads that follow."""
+    task = config.registry["tuf.publish_task"]
+    sent = []
+    send = task.delay
+
+    def counted(*args, **kwargs):
+        sent.append(args)
+        return send(*args, **kwargs)
+
+    task.delay = counted
+    try:
+        files = [(committed_file(host_session, "Many", "1.0", f"many-1.0.{n}.tar.gz", b"sdist %d" % n), n)
+                 for n in range(40)]
+        wait_for_embedded_tasks(config.registry["celery.app"])
+    finally:
+        del task.delay
+    assert 1 <= len(sent) <= 5, len(sent)
+    assert pending(config) == []
+    for file, n in (files[0], files[-1]):
+        store_served_file(config, file.path, b"sdist %d" % n)
+        assert verify_like_a_client(config, file.path) == b"sdist %d" % n
+
+
+def test_a_publisher_that_finds_nothing_pending_withdraws_the_request(config, host_session):
+    """Left standing, the request would keep every later commit from sending a message."""
+    from warehouse_tuf import publish_requests
+    from warehouse_tuf.models import PublishRequest
+
+    engine = config.registry["sqlalchemy.engine"]
+    file = committed_file(host_session, config=config)
+    with Session(engine) as s:
+        assert s.get(PublishRequest, 1).requested_at is None
+    assert publish_requests.request(engine, config.registry["tuf.settings"].publish_interval)
+    assert not publish_requests.request(engine, config.registry["tuf.settings"].publish_interval)
+    host_session.delete(file)
+    host_session.commit()  # the request stands: this commit sends nothing ...
+    assert len(pending(config)) >= 1
+    config.task(tasks.publish).delay()  # ... the publisher it stands for takes it
+    wait_for_embedded_tasks(config.registry["celery.app"])
+    assert pending(config) == []
+    with Session(engine) as s:
+        assert s.get(PublishRequest, 1).requested_at is None
+    assert verify_like_a_client(config, file.path) is None

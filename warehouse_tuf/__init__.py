@@ -139,17 +139,33 @@ def _record(session: Session, rows: list[pending.Row]) -> None:
 
 
 def queue_publish(config: Any, session: Session) -> None:
-    """``after_commit``: queue one publish for everything this transaction recorded."""
+    """``after_commit``: make sure a publisher runs after this transaction, if it recorded changes.
+
+    One message is sent only when no publisher is requested or running: one
+    that is will see this commit (``publish_requests.py``).
+    """
     if not session.info.pop(PENDING_KEY, False):
         return
-    from warehouse_tuf import tasks
+    from warehouse_tuf import publish_requests
+    from warehouse_tuf.models import engine_of
 
+    engine = engine_of(session.get_bind())
+    registry = config.registry
     try:
-        config.task(tasks.publish).delay()
+        if not publish_requests.request(engine, registry["tuf.settings"].publish_interval):
+            return
+    except Exception:
+        log.exception("tuf: could not read the publish request; queueing the publish task")
+    try:
+        registry["tuf.publish_task"].delay()
     except Exception:
         # The change is committed and stays pending; the periodic safety net
         # publishes it once the broker is back. Never fail the host's request.
         log.exception("tuf: could not queue the publish task; the periodic publish will catch up")
+        try:
+            publish_requests.withdraw(engine)  # the next commit tries again
+        except Exception:
+            log.exception("tuf: could not withdraw the publish request")
 
 
 def forget_pending(config: Any, session: Session) -> None:
@@ -196,9 +212,13 @@ def includeme(config: Any) -> None:
     config.register_service_factory(TUFManager.create_service, ITUFService)
 
     celery_app = registry["celery.app"]
-    for task in tasks.TASKS:
-        celery_app.task(ignore_result=True, acks_late=True, name=f"{task.__module__}.{task.__name__}")(task)
+    registered = {
+        task: celery_app.task(ignore_result=True, acks_late=True, name=f"{task.__module__}.{task.__name__}")(task)
+        for task in tasks.TASKS
+    }
     registry["tuf.dispatch"] = tasks.bin_dispatch(celery_app)
+    # Found once (a proxy until the app is finalized), not per commit.
+    registry["tuf.publish_task"] = registered[tasks.publish]
     config.include("warehouse_tuf.admin")  # /admin/tuf/, for the host's admins
 
     if settings.enabled:

@@ -32,10 +32,11 @@ class ITUFService(Interface):
     def bootstrap_development():
         """Generate development keys and bootstrap with them (refused in production)."""
 
-    def publish(*, wait=True):
+    def publish(*, wait=True, linger=0.0):
         """Sign everything pending: touched bins, then one snapshot, then one timestamp.
 
-        ``wait=False`` returns at once when another publisher runs (it takes these changes).
+        ``wait=False`` returns at once when another publisher runs (it takes these changes);
+        ``linger`` seconds: how long to keep looking for new changes after the last run.
         """
 
     def refresh(window=None):

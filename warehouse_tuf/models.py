@@ -22,6 +22,7 @@ from sqlalchemy import (
     MetaData,
     String,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -74,6 +75,9 @@ class Base(DeclarativeBase):
     metadata = metadata
 
 
+_UNFINISHED = text("reserved_version > version")
+
+
 class RoleVersion(Base):
     """The current published version of one role (root, targets, a bin, snapshot, timestamp).
 
@@ -87,7 +91,8 @@ class RoleVersion(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     version: Mapped[int] = mapped_column(Integer)
     reserved_version: Mapped[int] = mapped_column(Integer)
-    expires: Mapped[datetime.datetime] = mapped_column(UTCDateTime)
+    #: Indexed: the earliest expiry is read after every publish (a health gauge).
+    expires: Mapped[datetime.datetime] = mapped_column(UTCDateTime, index=True)
     #: Index of a hash bin; None for the top-level roles.
     bin_index: Mapped[int | None] = mapped_column(Integer, index=True)
     length: Mapped[int] = mapped_column(BigInteger)
@@ -95,6 +100,28 @@ class RoleVersion(Base):
     #: The offline-signed bytes of root and targets (public data); None for online roles.
     signed_bytes: Mapped[bytes | None] = mapped_column(LargeBinary)
     updated_at: Mapped[datetime.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: The snapshot version reserved together with this bin's latest reservation: the
+    #: roles whose version moved since snapshot N are those above N (see ``snapshot.py``).
+    changed_for_snapshot: Mapped[int | None] = mapped_column(Integer, index=True)
+
+    #: Unfinished roles (reserved, not yet published) are looked up on every publish:
+    #: a partial index holds only them, not the 16,386 rows.
+    __table_args__ = (Index("ix_tuf_roles_unfinished", "bin_index", sqlite_where=_UNFINISHED,
+                            postgresql_where=_UNFINISHED),)
+
+
+class PublishRequest(Base):
+    """Whether a publisher is requested or running: its one row (``id`` 1) coalesces publish messages.
+
+    ``requested_at`` is set by the process that sends a publish message and
+    cleared by the publisher once it finds nothing more pending, right before
+    it looks one last time (``publish_requests.py``).
+    """
+
+    __tablename__ = "tuf_publish_request"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    requested_at: Mapped[datetime.datetime | None] = mapped_column(UTCDateTime)
 
 
 class OfflineRoleVersion(Base):

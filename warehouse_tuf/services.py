@@ -21,7 +21,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +41,7 @@ from tuf.api.metadata import (
 from tuf.api.serialization.json import JSONSerializer
 from zope.interface import implementer
 
-from warehouse_tuf import canonical, ceremony, devkeys, pending, signing, targets as targetlib
+from warehouse_tuf import canonical, ceremony, devkeys, pending, publish_requests, signing, targets as targetlib
 from warehouse_tuf.interfaces import IMetadataStorage, ITUFService
 from warehouse_tuf.locking import LockTimeout, publish_lock
 from warehouse_tuf.metrics import PREFIX as METRICS_PREFIX, NullMetrics, host_metrics, report_run
@@ -58,6 +58,7 @@ from warehouse_tuf.models import (
     utcnow,
 )
 from warehouse_tuf.settings import TUFSettings
+from warehouse_tuf.snapshot import CACHE as snapshot_cache, SnapshotMeta
 
 log = logging.getLogger("warehouse_tuf")
 
@@ -125,6 +126,8 @@ class PublishResult:
     snapshot_version: int | None = None
     timestamp_version: int | None = None
     seconds: float = 0.0
+    #: A publish that stopped at its deadline with changes still pending (its request stands).
+    pending_left: bool = False
 
     @property
     def published(self) -> bool:
@@ -217,6 +220,8 @@ class TUFManager:
         #: command line draws it as a bar); None reports nothing.
         self.progress: Callable[[str, int, int], None] | None = None
         self._progress_stage, self._progress_done, self._progress_total = "bins", 0, 0
+        #: Names this repository in the process's snapshot cache.
+        self._repository = self.engine.url.render_as_string(hide_password=True)
 
     @classmethod
     def create_service(cls, context: Any, request: Any) -> "TUFManager":
@@ -566,36 +571,55 @@ class TUFManager:
 
     # -- publish and refresh ------------------------------------------------------
 
-    def publish(self, *, wait: bool = True) -> PublishResult:
+    def publish(self, *, wait: bool = True, linger: float = 0.0,
+                deadline: float | None = None) -> PublishResult:
         """Publish every pending change (and whatever a crashed run left unfinished).
 
-        Publishes again while changes keep arriving. With ``wait=False`` (the
-        task queued after each upload) it returns at once when nothing is
+        Publishes again while changes keep arriving, looking for them for up to
+        ``linger`` seconds after each run. With ``wait=False`` (the task a
+        commit that recorded changes queues) it returns at once when nothing is
         pending, or when another publisher holds the lock: that one looks for
         pending changes again after letting go, so it publishes these too.
-        That is how one publish task per upload coalesces into few publishes.
+        Before returning it withdraws the publish request, then looks once
+        more (``publish_requests.py``): a commit that saw the request standing
+        sent no message of its own. Past ``deadline`` (``time.monotonic()``)
+        it starts no new run: it returns with ``pending_left`` when changes
+        are still pending, the request standing for them.
         """
         total = PublishResult()
-        while wait or self._has_pending():
-            try:
-                result = self._measured("publish", None, wait)
-            except LockTimeout:
-                if wait:
-                    raise
+        while True:
+            while wait or self._has_pending(linger):
+                if deadline is not None and time.monotonic() >= deadline:
+                    total.pending_left = True
+                    return total
+                try:
+                    result = self._measured("publish", None, wait)
+                except LockTimeout:
+                    if wait:
+                        raise
+                    return total  # the holder withdraws the request and looks again
+                wait = False  # from now on, only while changes keep arriving
+                if not result.published:
+                    break
+                total.changes += result.changes
+                total.bins = sorted({*total.bins, *result.bins})
+                total.snapshot_version = result.snapshot_version
+                total.timestamp_version = result.timestamp_version
+                total.seconds += result.seconds
+            publish_requests.withdraw(self.engine)
+            if not self._has_pending():
                 return total
-            if not result.published:
-                return total
-            total.changes += result.changes
-            total.bins = sorted({*total.bins, *result.bins})
-            total.snapshot_version = result.snapshot_version
-            total.timestamp_version = result.timestamp_version
-            total.seconds += result.seconds
-            wait = False  # from now on, only while changes keep arriving
-        return total
 
-    def _has_pending(self) -> bool:
-        with self._sessions() as s:
-            return s.scalar(select(PendingChange.id).limit(1)) is not None
+    def _has_pending(self, linger: float = 0.0) -> bool:
+        """Whether a change is pending, looking again every 20 ms for up to ``linger`` seconds."""
+        deadline = time.monotonic() + linger
+        while True:
+            with self._sessions() as s:
+                if s.scalar(select(PendingChange.id).limit(1)) is not None:
+                    return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
 
     def refresh(self, window: datetime.timedelta | None = None) -> PublishResult:
         """Re-sign every online role that expires within ``window``, with pending changes."""
@@ -806,23 +830,35 @@ class TUFManager:
             bins = self._bins_touched(s, changes)
             bins.update((name, index) for name, index in due_roles if index is not None)
             indexes = sorted(bins.values())
-            self._reserve_bins(s, indexes)
+            # Pages are rendered (and stored) before the first write: the write
+            # transaction stays short (SQLite has a single writer: the uploads).
+            pages = self._render_pages(
+                c.project for c in changes
+                if c.kind in (ChangeKind.REMOVE_PROJECT.value, ChangeKind.RENDER_PAGES.value)
+            )
             versions = self._reserve(s, rows, ["snapshot", "timestamp"])
-            s.commit()  # the reservation is durable before any byte is written
-
-            self._apply_changes(s, changes)
-            # Committed now (applying again after a crash is harmless): the bins are
-            # signed from the table, in short transactions, here or by the workers,
-            # and uploads keep committing meanwhile (SQLite has a single writer).
+            self._reserve_bins(s, indexes, versions["snapshot"])
+            self._apply_changes(s, changes, pages)
+            # The reservation is durable before any byte is written. The changes are
+            # applied in the same commit (applying them again after a crash is
+            # harmless): the bins are signed from the table, here or by the workers,
+            # and uploads keep committing meanwhile.
             s.commit()
             renew_before = now + (refresh_window or self.settings.refresh_window)
             self._progress_begin(len(indexes))
+            bin_files: dict[str, bytes] = {}
+            bin_reports: list[dict] = []
             if self.dispatch is not None and len(indexes) >= self.settings.fan_out_batch:
                 self._sign_open_bins(indexes, now, renew_before)
+            elif len(indexes) <= _CHUNK:
+                # Few bins: signed under this run's lock, stored with the snapshot,
+                # and their rows committed with the result.
+                bin_files, bin_reports = self._sign_bins_in(s, trusted, indexes, now, renew_before)
             else:
                 self.sign_reserved_bins(indexes, now, renew_before)
             self._sign_snapshot_and_timestamp(
-                s, trusted, rows, versions["snapshot"], versions["timestamp"], now
+                s, trusted, rows, versions["snapshot"], versions["timestamp"], now,
+                bin_files=bin_files, bin_reports=bin_reports,
             )
             ids = [change.id for change in changes]
             for chunk in _chunks(ids):
@@ -893,17 +929,10 @@ class TUFManager:
                         indexes.add(targetlib.bin_index(path, bits))
         return {self._bin_name(i): i for i in indexes}
 
-    def _apply_changes(self, s: Session, changes: list[PendingChange]) -> None:
-        """Bring the target table up to date, in change order; pages last.
-
-        Pages are rendered and stored before the first write, so that the write
-        transaction stays short (SQLite has a single writer: the uploads).
-        """
+    def _apply_changes(self, s: Session, changes: list[PendingChange],
+                       pages: dict[str, list[dict] | None]) -> None:
+        """Bring the target table up to date, in change order; ``pages`` (rendered) last."""
         bits = self._bins().bits
-        pages = self._render_pages(
-            c.project for c in changes
-            if c.kind in (ChangeKind.REMOVE_PROJECT.value, ChangeKind.RENDER_PAGES.value)
-        )
         for kind, group in _runs(changes):
             if kind is ChangeKind.ADD:
                 rows = {
@@ -1023,26 +1052,35 @@ class TUFManager:
     def _sign_snapshot_and_timestamp(
         self, s: Session, trusted: _Trusted, rows: dict[str, RoleVersion],
         snapshot_version: int, timestamp_version: int, now: datetime.datetime,
+        *, bin_files: Mapping[str, bytes] = {}, bin_reports: Sequence[dict] = (),
     ) -> None:
-        table = RoleVersion.__table__
-        versions = dict(s.execute(select(table.c.name, table.c.version).where(table.c.bin_index.is_not(None))).all())
-        for row in rows.values():
-            if row.bin_index is not None:  # signed here, not yet flushed; fan-out workers wrote theirs
-                versions[row.name] = max(row.version, versions.get(row.name, 0))
-        meta = {"targets.json": {"version": rows["targets"].version}}
-        meta.update((f"{name}.json", {"version": version}) for name, version in versions.items())
+        """Sign and store the snapshot, then the timestamp; update their rows (the caller commits).
+
+        ``rows`` holds the top-level roles as the database had them, plus, when
+        the caller signed bins as ORM objects not yet flushed (bootstrap,
+        install), those bins. ``bin_files`` (signed bins not stored yet) are
+        stored together with the snapshot: one batch of fsyncs, all durable
+        before the timestamp that names them is written; ``bin_reports``, their
+        row updates, are made once they are stored.
+        """
+        meta = self._snapshot_meta(s, rows)
+        meta.update((f"{r['b_name']}.json", r["b_version"]) for r in bin_reports)
         snapshot = Snapshot(version=snapshot_version, expires=now + self.settings.expiry["snapshot"])
         signed = snapshot.to_dict()
-        signed["meta"] = meta  # MetaFile.to_dict() of a version-only entry, without the objects
-        snapshot_bytes = canonical.signed_document(signed, trusted.signers)
-        self.storage.put(f"{snapshot_version}.snapshot.json", snapshot_bytes)
+        signed["meta"] = {}  # the entries are spliced in, already encoded
+        payload = meta.encode(signed)
+        snapshot_bytes = canonical.envelope(payload, [signer.sign(payload) for signer in trusted.signers])
+        self.storage.put_many({**bin_files, f"{snapshot_version}.snapshot.json": snapshot_bytes})
+        if bin_reports:
+            s.execute(_bins_done(now), list(bin_reports))
         self._update_row(rows["snapshot"], snapshot_version, snapshot.expires, snapshot_bytes, now)
+        snapshot_cache.put(self._repository, snapshot_version, rows["snapshot"].sha256, meta)
 
         timestamp = Timestamp(
             version=timestamp_version, expires=now + self.settings.expiry["timestamp"],
             snapshot_meta=MetaFile.from_data(snapshot_version, snapshot_bytes, ["sha256"]),
         )
-        timestamp_bytes = canonical.signed_document(timestamp.to_dict(), trusted.signers)
+        timestamp_bytes = canonical.signed_document(timestamp.to_dict(), trusted.signers, checked=True)
         # A publisher whose lock connection died may have been overtaken (its
         # reservation no longer stands): an older timestamp.json over a newer one
         # is a rollback every client refuses.
@@ -1054,6 +1092,27 @@ class TUFManager:
             )
         self.storage.put("timestamp.json", timestamp_bytes)
         self._update_row(rows["timestamp"], timestamp_version, timestamp.expires, timestamp_bytes, now)
+
+    def _snapshot_meta(self, s: Session, rows: dict[str, RoleVersion]) -> SnapshotMeta:
+        """The next snapshot's version map: the one this process built last, brought up to date
+        with the roles stamped since, or else built from every row (the rule: ``snapshot.py``)."""
+        current = rows["snapshot"]
+        unflushed = {row.name: row.version for row in rows.values() if row.bin_index is not None}
+        meta = None if unflushed else snapshot_cache.take(self._repository, current.version, current.sha256)
+        table = RoleVersion.__table__
+        if meta is None:
+            versions = dict(s.execute(
+                select(table.c.name, table.c.version).where(table.c.bin_index.is_not(None))
+            ).all())
+            for name, version in unflushed.items():  # signed here, not yet flushed
+                versions[name] = max(version, versions.get(name, 0))
+            meta = SnapshotMeta({f"{name}.json": version for name, version in versions.items()})
+        else:
+            meta.update((f"{name}.json", version) for name, version in s.execute(
+                select(table.c.name, table.c.version).where(table.c.changed_for_snapshot > current.version)
+            ))
+        meta.update([("targets.json", rows["targets"].version)])
+        return meta
 
     @staticmethod
     def _update_row(row: RoleVersion, version: int, expires: datetime.datetime,
@@ -1081,8 +1140,8 @@ class TUFManager:
             wanted = sorted(set(
                 range(self._bins().count) if indexes is None else indexes
             ))
-            self._reserve_bins(s, wanted)
             versions = self._reserve(s, rows, ["snapshot", "timestamp"])
+            self._reserve_bins(s, wanted, versions["snapshot"])
             s.commit()  # the reservation is durable before any byte is written
             now = utcnow()
             self._progress_begin(len(wanted))
@@ -1100,8 +1159,12 @@ class TUFManager:
         return result
 
     @staticmethod
-    def _reserve_bins(s: Session, indexes: list[int]) -> None:
+    def _reserve_bins(s: Session, indexes: list[int], snapshot_version: int) -> None:
         """Reserve the next version of each bin (never one handed out before), in a few statements.
+
+        Each row is stamped with ``snapshot_version``, the snapshot reserved in
+        the same transaction: the next snapshot reads only the rows stamped
+        after the one it extends (``snapshot.py``).
 
         A bin without a row would be signed into no role while its changes are
         dropped: refused (the caller rolls back).
@@ -1109,8 +1172,9 @@ class TUFManager:
         roles = RoleVersion.__table__
         reserved = 0
         for chunk in _chunks(indexes):
-            reserved += s.execute(update(roles).where(roles.c.bin_index.in_(chunk))
-                                  .values(reserved_version=roles.c.reserved_version + 1)).rowcount
+            reserved += s.execute(update(roles).where(roles.c.bin_index.in_(chunk)).values(
+                reserved_version=roles.c.reserved_version + 1, changed_for_snapshot=snapshot_version,
+            )).rowcount
         if reserved != len(indexes):
             raise BinLayoutError(
                 f"{len(indexes) - reserved} of {len(indexes)} bins to sign have no role in the database "
@@ -1142,20 +1206,13 @@ class TUFManager:
         A bin keeps its expiry, unless that comes before ``renew_before``: then
         it expires one bin expiry period after ``now``.
 
-        The worker side of the fan-out (and the in-process path). Only bins
-        whose reservation still stands are written, checked again right before
-        each write, and their rows updated only if it still stands then: a
+        The worker side of the fan-out (and the in-process path for many bins).
+        Only bins whose reservation still stands are written, checked again right
+        before each write, and their rows updated only if it still stands then: a
         worker that outlives its coordinator writes nothing a snapshot lists.
         Returns how many bins it signed.
         """
-        roles = RoleVersion.__table__
-        done = update(roles).where(
-            roles.c.name == bindparam("b_name"), roles.c.reserved_version == bindparam("b_version"),
-            roles.c.version < bindparam("b_version"),
-        ).values(
-            version=bindparam("b_version"), expires=bindparam("b_expires"), length=bindparam("b_length"),
-            sha256=bindparam("b_sha256"), updated_at=now,
-        )
+        done = _bins_done(now)
         signed = 0
         # One batch's bytes are written (and fsynced, which releases the GIL) on a thread while the
         # next batch is signed; its rows are updated only once they are durable.
@@ -1187,19 +1244,41 @@ class TUFManager:
                     writing = (writer.submit(self.storage.put_many, files), [report for _, report, _ in batch])
                 batch = []
 
-            for index, entries in self._bin_contents(s, sorted(reserved)):
-                name, version, expires = reserved[index]
-                if expires <= renew_before:
-                    expires = now + self.settings.expiry["bins"]
-                data = self._bin_bytes(trusted, version, expires, entries)
-                batch.append((index, {"b_name": name, "b_version": version, "b_expires": expires,
-                                      "b_length": len(data), "b_sha256": hashlib.sha256(data).hexdigest()}, data))
+            for item in self._signed_bins(s, trusted, reserved, now, renew_before):
+                batch.append(item)
                 if len(batch) >= _CHUNK:
                     flush()
             if batch:
                 flush()
             record_written()
         return signed
+
+    def _sign_bins_in(self, s: Session, trusted: _Trusted, indexes: list[int], now: datetime.datetime,
+                      renew_before: datetime.datetime) -> tuple[dict[str, bytes], list[dict]]:
+        """The coordinator's path for a few bins: sign them; their files and row updates.
+
+        The caller stores the files with the snapshot, before the timestamp,
+        then updates the rows (:func:`_bins_done`) and commits them with the
+        result: no row is locked while storage writes. No re-check before
+        writing: this runs under the publish lock that reserved them, and the
+        timestamp's reservation is checked before anything a client reads is written.
+        """
+        reserved = self._open_reservations(s, indexes)
+        signed = list(self._signed_bins(s, trusted, reserved, now, renew_before))
+        files = {f"{r['b_version']}.{r['b_name']}.json": data for _, r, data in signed}
+        return files, [report for _, report, _ in signed]
+
+    def _signed_bins(self, s: Session, trusted: _Trusted, reserved: dict[int, tuple],
+                     now: datetime.datetime, renew_before: datetime.datetime,
+                     ) -> Iterator[tuple[int, dict, bytes]]:
+        """Each reserved bin signed: its index, the parameters of :func:`_bins_done`, its bytes."""
+        for index, entries in self._bin_contents(s, sorted(reserved)):
+            name, version, expires = reserved[index]
+            if expires <= renew_before:
+                expires = now + self.settings.expiry["bins"]
+            data = self._bin_bytes(trusted, version, expires, entries)
+            yield index, {"b_name": name, "b_version": version, "b_expires": expires,
+                          "b_length": len(data), "b_sha256": hashlib.sha256(data).hexdigest()}, data
 
     @staticmethod
     def _open_reservations(s: Session, indexes: Iterable[int]) -> dict[int, tuple]:
@@ -1644,6 +1723,18 @@ def _delegated_layout(targets: Targets) -> targetlib.BinLayout:
     if succinct is None:
         raise RepositoryError("the installed targets delegates to no succinct hash bins (TAP 15)")
     return targetlib.BinLayout(succinct.bit_length, succinct.name_prefix)
+
+
+def _bins_done(now: datetime.datetime) -> Any:
+    """The update recording a signed bin (executemany), only while its reservation stands."""
+    roles = RoleVersion.__table__
+    return update(roles).where(
+        roles.c.name == bindparam("b_name"), roles.c.reserved_version == bindparam("b_version"),
+        roles.c.version < bindparam("b_version"),
+    ).values(
+        version=bindparam("b_version"), expires=bindparam("b_expires"), length=bindparam("b_length"),
+        sha256=bindparam("b_sha256"), updated_at=now,
+    )
 
 
 def _chunks(items: list, size: int = _CHUNK) -> Iterator[list]:

@@ -8,17 +8,37 @@ whose task base passes the Pyramid request first, as Warehouse's
 from __future__ import annotations
 
 import datetime
+import logging
+import time
 from typing import Any
 
+from warehouse_tuf import publish_requests
 from warehouse_tuf.interfaces import ITUFService
+
+log = logging.getLogger(__name__)
+
+#: Seconds the publish task keeps looking for new changes after its last run: changes
+#: committed meanwhile are published without a message of their own (``publish_requests.py``).
+PUBLISH_LINGER = 0.5
+#: Seconds after which the publish task starts no new run: it queues its successor instead,
+#: so that no task runs for ever under a steady stream of uploads.
+PUBLISH_TASK_SECONDS = 2.0
 
 
 def publish(request) -> None:
-    """Publish everything pending (queued after each commit that recorded changes).
+    """Publish everything pending (queued after a commit that recorded changes, when no
+    publisher was requested or running).
 
     Skipped when a publish is running: that one publishes this change too.
     """
-    request.find_service(ITUFService, context=None).publish(wait=False)
+    service = request.find_service(ITUFService, context=None)
+    result = service.publish(wait=False, linger=PUBLISH_LINGER, deadline=time.monotonic() + PUBLISH_TASK_SECONDS)
+    if result.pending_left:
+        try:
+            request.task(publish).delay()  # the request still stands: this message is it
+        except Exception:
+            log.exception("tuf: could not queue the next publish task; the periodic publish will catch up")
+            publish_requests.withdraw(service.engine)  # the next commit sends one
 
 
 def publish_pending(request) -> None:
