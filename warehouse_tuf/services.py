@@ -1264,7 +1264,10 @@ class TUFManager:
         timestamp's reservation is checked before anything a client reads is written.
         """
         reserved = self._open_reservations(s, indexes)
-        signed = list(self._signed_bins(s, trusted, reserved, now, renew_before))
+        signed = []
+        for bin_signed in self._signed_bins(s, trusted, reserved, now, renew_before):
+            signed.append(bin_signed)
+            self._progress_advance(1)
         files = {f"{r['b_version']}.{r['b_name']}.json": data for _, r, data in signed}
         return files, [report for _, report, _ in signed]
 
