@@ -796,6 +796,25 @@ class TUFManager:
         return versions
 
     def _run(self, refresh_window: datetime.timedelta | None, wait: bool = True) -> PublishResult:
+        """One publish, or a refresh when ``refresh_window`` is given, under the publish lock.
+
+        1. Load the offline roles and the online signers (when the signers do not
+           load and storage is ahead of the database, the restore is reported).
+        2. Take up to ``tuf.publish_batch_limit`` pending changes, and the online
+           roles left unfinished by an earlier run or (refresh) expiring within
+           the window. Nothing to do: return.
+        3. Render the touched projects' pages, then reserve new versions of the
+           touched bins, the snapshot and the timestamp, and apply the changes
+           to the targets table, in one commit: the reservation is durable
+           before any byte is written, and no number is ever handed out twice.
+        4. Sign the bins: on the workers when there are many
+           (``tuf.fan_out_batch``), else here, stored with the snapshot.
+        5. Store the snapshot, then the timestamp (only while its reservation
+           still stands), delete the published changes, log the run, commit.
+
+        A crash anywhere leaves reservations that the next run finishes.
+        ``wait=False`` gives up at once (a lock timeout of 0) when another publisher holds the lock.
+        """
         started = time.monotonic()
         timeout = self.settings.lock_timeout if wait else datetime.timedelta(0)
         with publish_lock(self.engine, timeout), self._sessions() as s:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from securesystemslib.signer import CryptoSigner, Key, Signer
-from tuf.api.metadata import Metadata, Root, Targets
+from tuf.api.metadata import Root, Targets
 
 ONLINE_ROLES = ("snapshot", "timestamp")
 
@@ -109,13 +109,6 @@ def redact_uri(uri: str) -> str:
     """The scheme and the last path component only: URIs may carry secrets in queries."""
     scheme, _, rest = uri.partition(":")
     return f"{scheme}:…{rest.split('?')[0][-24:]}"
-
-
-def sign(metadata: Metadata, signers: list[Signer]) -> None:
-    """Replace the signatures of ``metadata`` with one from each signer."""
-    metadata.signatures.clear()
-    for signer in signers:
-        metadata.sign(signer, append=True)
 
 
 def generate_key_file(path: Path) -> Key:
