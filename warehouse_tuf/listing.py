@@ -20,8 +20,7 @@ def project_targets(service: Any, project: str, release: str | None = None) -> l
     A release narrows the files to that release's and leaves the pages out.
     """
     with Session(service.engine) as s:
-        root_row = s.get(RoleVersion, "targets")
-        if root_row is None:
+        if s.get(RoleVersion, "targets") is None:  # not bootstrapped: nothing is signed
             return []
         layout = service._bins()  # noqa: SLF001  the installed layout, as the service reads it
         query = select(Target).where(Target.project == normalize_project_name(project))
