@@ -10,11 +10,13 @@ broker outage: the upload succeeds and is published once Redis is back.
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import subprocess
 import time
 
 import pytest
+from kombu import Queue
 from sqlalchemy import create_engine
 
 from tests.conftest import _postgres_database
@@ -116,14 +118,41 @@ def host(tmp_path_factory, broker, postgres_url):
         engine.dispose()
 
 
-def test_both_workers_run_tasks_that_beat_sends(host, uploaded):
+def _ran(log, task: str) -> bool:
+    text = log.read_text()
+    return re.search(rf"Task {re.escape(task)}\[[0-9a-f-]+\] succeeded", text) is not None
+
+
+def test_beat_sends_the_periodic_publish_and_a_worker_runs_it(host, uploaded):
     logs = [host.data.parent / f"worker{n}.log" for n in (1, 2)]
+    wait_until(lambda: "Sending due task" in (host.data.parent / "beat.log").read_text()
+               and any(_ran(log, "warehouse_tuf.tasks.publish_pending") for log in logs),
+               120, "beat to send the periodic publish and a worker to run it")
 
-    def both_ran_the_periodic_publish() -> bool:
-        return all("warehouse_tuf.tasks.publish_pending[" in log.read_text() and "succeeded" in log.read_text()
-                   for log in logs)
 
-    wait_until(both_ran_the_periodic_publish, 120, "both workers to run tasks sent by beat")
+def test_both_workers_take_tasks_from_the_shared_queue(host, uploaded):
+    # Redis hands a message to the worker blocked longest, so a periodic task every few
+    # seconds can go to one worker for ever. A burst reaches both: each is blocked waiting.
+    import celery
+
+    app = celery.Celery(broker=host.env["TUF_DEV_BROKER_URL"], set_as_current=False)
+    app.conf.update(task_queues=(Queue("default", routing_key="task.#"),),
+                    task_default_queue="default", task_default_routing_key="task.default")
+    logs = [host.data.parent / f"worker{n}.log" for n in (1, 2)]
+    try:
+        for _ in range(3):
+            for _ in range(8):
+                app.send_task("warehouse_tuf.tasks.publish_pending")
+            try:
+                wait_until(lambda: all(_ran(log, "warehouse_tuf.tasks.publish_pending") for log in logs),
+                           20, "both workers to run the burst")
+                return
+            except AssertionError:
+                continue  # one worker was busy at the time: send another burst
+        raise AssertionError("three bursts of 8 tasks all ran on one worker:\n"
+                             + "\n".join(log.read_text()[-2000:] for log in logs))
+    finally:
+        app.close()
 
 
 def test_an_upload_while_the_broker_is_down_is_published_once_it_is_back(host, broker, tmp_path):

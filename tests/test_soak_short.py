@@ -113,7 +113,8 @@ def test_a_publisher_that_lost_its_lock_and_was_overtaken_writes_no_older_timest
                 if not overtaken and any(name.endswith(".snapshot.json") for name in files):
                     with admin.connect() as conn:
                         conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_locks "
-                                          "WHERE locktype = 'advisory' AND granted"))
+                                          "WHERE locktype = 'advisory' AND granted AND database = "
+                                          "(SELECT oid FROM pg_database WHERE datname = current_database())"))
                     b = threading.Thread(target=publish_b)
                     b.start()
                     b.join(60)

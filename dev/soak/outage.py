@@ -45,7 +45,9 @@ from warehouse_tuf.storage import LocalStorage
 
 PAGE = 4096
 APPLICATION_NAME = "tuf-soak-publisher"
-_LOCK_HOLDERS = "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+# Only this database's holders: other databases of the server (another test run) are left alone.
+_LOCK_HOLDERS = ("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = "
+                 "(SELECT oid FROM pg_database WHERE datname = current_database())")
 KILL_TARGETS = {
     "all": "",
     "lock": f"AND pid IN ({_LOCK_HOLDERS})",
