@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test install test-warehouse clean bench-cli
+.PHONY: serve test install test-warehouse clean bench-cli lint
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ serve: $(STAMP)
 
 test: $(STAMP) $(JS_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Lint (ruff; its rules in pyproject.toml).
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 # Start-up time of the command lines (median of several runs): docs/performance.md.
 bench-cli: $(STAMP)

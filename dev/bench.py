@@ -853,7 +853,8 @@ def overhead(mode: str, bins: int, as_json: bool, uploads: int, projects: int, w
         plain.registry["sqlalchemy.engine"].dispose()
         verified = verify(host, [2 * n for n in sample(uploads, 10)], projects)  # the hooked ones
         ms = {label: [t * 1000 for t in values] for label, values in timings.items()}
-        click.echo(" ".join(f"{k} p50 {statistics.median(v):.3f} p99 {percentile(v, 0.99):.3f} ms" for k, v in parts.items()))
+        click.echo(" ".join(f"{k} p50 {statistics.median(v):.3f} p99 {percentile(v, 0.99):.3f} ms"
+                            for k, v in parts.items()))
         report({
             "scenario": "overhead", "mode": mode, "bins": bins, "uploads": uploads,
             "overhead_p50_ms": round(statistics.median(ms["hook"]), 3),

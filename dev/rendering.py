@@ -16,8 +16,6 @@ from mako.lookup import TemplateLookup
 from markupsafe import Markup
 from pyramid.renderers import JSON
 
-from dev.models import normalize_name
-
 TEMPLATES = Path(__file__).parent / "templates"
 
 

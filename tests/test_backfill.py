@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from dev.models import Base as HostBase, File, Project, Release, file_path
+from dev.models import Base as HostBase
+from dev.models import File, Project, Release, file_path
 from tests.conftest import make_configurator, make_settings
 from tests.keyholders import run
 from tests.tufclient import SIMPLE_URL, Client

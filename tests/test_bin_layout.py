@@ -39,7 +39,7 @@ def test_settings_that_disagree_with_the_installed_bins_are_refused_and_change_n
     db.commit()
     other = other_manager(repo, tmp_path, **overrides)
     before_db, before_storage = db_state(db), storage_state(metadata_dir)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     operations = {
         "publish": other.publish,
         "publish, not waiting": lambda: other.publish(wait=False),

@@ -11,9 +11,9 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
-from pathlib import Path
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from securesystemslib.signer import SIGNER_FOR_URI_SCHEME, CryptoSigner, Signer
 from tuf.api.exceptions import LengthOrHashMismatchError
@@ -168,7 +168,7 @@ def edited(payload: ceremony.Payload, edit) -> bytes:
 
 def resign(payload_bytes: bytes, h, names) -> bytes:
     payload = ceremony.Payload.from_bytes(payload_bytes)
-    for role, md in payload.roles():
+    for _, md in payload.roles():
         md.signatures.clear()
     for name in names:
         payload.sign(h[name].uri)
@@ -301,7 +301,7 @@ def test_bad_init_input_is_refused_and_writes_nothing(case, tmp_path, holders):
 
 SIGN_CASES = [
     ("a key the payload does not list", lambda h: ["--key", h["outsider"].uri],
-     f"the key in {{outsider}} (key id {{outsider_id}}) is not one this payload asks to sign with (it asks for: "),
+     "the key in {outsider} (key id {outsider_id}) is not one this payload asks to sign with (it asks for: "),
     ("a key id the payload does not list", lambda h: ["--key", h["root1"].uri, "--keyid", h["outsider"].keyid],
      "is not a key this payload asks to sign with"),
     ("a key that is not the key id given", lambda h: ["--key", h["root1"].uri, "--keyid", h["root2"].keyid],

@@ -19,6 +19,7 @@ import pytest
 from kombu import Queue
 from sqlalchemy import create_engine
 
+from tests import test_e2e_embedded as embedded
 from tests.conftest import _postgres_database
 from tests.devhost import (
     Host,
@@ -33,7 +34,6 @@ from tests.devhost import (
     twine_upload,
     wait_until,
 )
-from tests import test_e2e_embedded as embedded
 
 pytestmark = pytest.mark.distributed
 

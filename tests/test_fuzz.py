@@ -19,7 +19,8 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from webtest import TestApp
@@ -27,7 +28,6 @@ from webtest import TestApp
 from dev.models import File, JournalEntry, Project, Release
 from dev.tasks import wait_for_embedded_tasks
 from tests.devhost import dev_config
-
 from warehouse_tuf import ceremony, signing
 from warehouse_tuf.models import MAX_TARGET_PATH_BYTES, PendingChange, utcnow
 from warehouse_tuf.settings import MAX_SETTING_LENGTH, SETTINGS, ConfigurationError, TUFSettings

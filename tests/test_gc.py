@@ -6,8 +6,8 @@ import datetime
 import json
 import logging
 
-from tests.keyholders import run
 from tests.conftest import make_configurator
+from tests.keyholders import run
 from tests.test_services import publish_file, snapshot_of
 from tests.tufclient import Client
 from warehouse_tuf.cli import service

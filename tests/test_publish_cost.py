@@ -14,7 +14,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from securesystemslib.formats import encode_canonical
 from sqlalchemy import create_engine, event, select
 from sqlalchemy.orm import Session

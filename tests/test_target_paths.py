@@ -12,7 +12,8 @@ import hashlib
 import json
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 from tuf.api import exceptions as tuf_exceptions
@@ -21,12 +22,7 @@ from dev.files import LocalFileStorage
 from tests.devhost import HTTPClient, dev_config, run_tufjs, start_server, stop
 from warehouse_tuf.services import TUFManager
 from warehouse_tuf.storage import LocalStorage
-from warehouse_tuf.targets import (
-    MAX_SEGMENT_BYTES,
-    InvalidTargetError,
-    page_paths,
-    validate_path,
-)
+from warehouse_tuf.targets import MAX_SEGMENT_BYTES, InvalidTargetError, page_paths, validate_path
 
 
 @pytest.mark.parametrize(("path", "reason"), [
@@ -88,7 +84,7 @@ portable_paths = st.lists(
     st.one_of(st.text(_PORTABLE_CHARACTERS, min_size=1, max_size=24),
               st.sampled_from(["~", "@", "a" * MAX_SEGMENT_BYTES, "con.d", "x.y.whl"])),
     min_size=1, max_size=4,
-).map("/".join).filter(lambda path: _accepted(path))
+).map("/".join).filter(lambda path: _accepted(path))  # noqa: PLW0108 (defined below)
 
 
 def _accepted(path: str) -> bool:

@@ -137,7 +137,7 @@ def test_bin_rewritten_under_the_same_version_is_caught(published, served, metad
 
 def test_expired_timestamp_is_named(published, served, metadata_dir, settings):
     timestamp = Metadata.from_bytes((metadata_dir / "timestamp.json").read_bytes())
-    timestamp.signed.expires = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)
+    timestamp.signed.expires = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)
     timestamp.sign(online_signer(settings))
     (metadata_dir / "timestamp.json").write_bytes(timestamp.to_bytes())
     result = run(None, "verify", f"{served}/metadata", ok=False)

@@ -86,7 +86,7 @@ class BinGrid:
 
 
 def _palette() -> list[tuple[int, int, int]]:
-    steps = [tuple(round(near + (far - near) * step / (SHADES - 1)) for near, far in zip(_NEAR, _FAR))
+    steps = [tuple(round(near + (far - near) * step / (SHADES - 1)) for near, far in zip(_NEAR, _FAR, strict=True))
              for step in range(SHADES)]
     return [_BACKGROUND, _EXPIRED, _MISSING, *steps]
 

@@ -360,7 +360,7 @@ class Payload:
     # -- reading and writing
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "Payload":
+    def from_bytes(cls, data: bytes) -> Payload:
         if len(data) > MAX_PAYLOAD_BYTES:
             raise CeremonyError(f"the payload is over {MAX_PAYLOAD_BYTES} bytes, the limit")
         try:
@@ -386,7 +386,7 @@ class Payload:
         return payload
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "Payload":
+    def from_file(cls, path: str | Path) -> Payload:
         try:
             with open(path, "rb") as handle:
                 data = handle.read(MAX_PAYLOAD_BYTES + 1)  # never more than the limit, whatever the file
@@ -607,7 +607,7 @@ def _metadata_from_dict(name: str, obj: object, kind: type) -> Metadata | None:
     obj["signatures"] = unique
     try:
         md = Metadata.from_dict(obj)
-        md.signed_bytes  # what signatures cover must be canonical JSON (no floats, say)
+        _ = md.signed_bytes  # what signatures cover must be canonical JSON (no floats, say)
     except Exception as exc:  # python-tuf raises ValueError, KeyError, TypeError...
         raise CeremonyError(f"{name}: not valid TUF metadata ({type(exc).__name__}: {exc})") from None
     if not isinstance(md.signed, kind):
@@ -675,7 +675,7 @@ def _file_signer(path: Path, candidates: dict[str, Key]) -> Signer:
 def _matching_signer(uri: str, candidates: dict[str, Key]) -> Signer:
     """The signer for ``uri`` whose key is one of ``candidates`` (verified by a probe)."""
     failure = "no key matched"
-    for keyid, key in candidates.items():
+    for key in candidates.values():
         try:
             signer = Signer.from_priv_key_uri(uri, key)
             key.verify_signature(signer.sign(_PROBE), _PROBE)

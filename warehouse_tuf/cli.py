@@ -98,7 +98,7 @@ class Progress:
             self.bar.render_finish()
             self.bar = None
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -166,7 +166,7 @@ def status(config: Any, as_json: bool, deep: bool) -> None:
     try:
         with service(config) as tuf_service:
             report = tuf_service.status(deep=deep)
-    except Exception as exc:  # noqa: BLE001  any failure to read is exit 2, in one line
+    except Exception as exc:
         message = str(exc).splitlines()[0] if str(exc) else ""
         _fail(f"cannot read the repository: {type(exc).__name__}: {message}", STATUS_UNREADABLE)
     code = STATUS_PROBLEMS if report["problems"] else STATUS_OK
@@ -181,7 +181,7 @@ def status(config: Any, as_json: bool, deep: bool) -> None:
         click.echo(f"pending:     {report['pending']} change(s)")
         sys.exit(code)
     click.echo(f"metadata:    {report.get('metadata_url') or '(tuf.metadata_url is not set)'}")
-    click.echo(f"keys:        " + ("INSECURE development keys" if report.get("development_keys")
+    click.echo("keys:        " + ("INSECURE development keys" if report.get("development_keys")
                                    else "keys from a signing ceremony"))
     click.echo(f"{'role':<12} {'version':>8}  {'expires':<28} keys")
     for role in report["roles"]:

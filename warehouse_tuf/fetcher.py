@@ -9,7 +9,6 @@ that needs no third-party HTTP library at all. Import it before ``tuf.ngclient``
 
 from __future__ import annotations
 
-import socket
 import sys
 import types
 import urllib.error
@@ -56,7 +55,7 @@ class StdlibFetcher(FetcherInterface):
             response = urllib.request.urlopen(request, timeout=self.socket_timeout)
         except urllib.error.HTTPError as exc:
             raise exceptions.DownloadHTTPError(f"{url}: HTTP {exc.code} {exc.reason}", exc.code) from None
-        except (socket.timeout, TimeoutError) as exc:
+        except TimeoutError as exc:
             raise exceptions.SlowRetrievalError(f"{url}: no answer in {self.socket_timeout}s") from exc
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
@@ -68,7 +67,7 @@ class StdlibFetcher(FetcherInterface):
             while True:
                 try:
                     chunk = response.read(self.chunk_size)
-                except (socket.timeout, TimeoutError) as exc:
+                except TimeoutError as exc:
                     raise exceptions.SlowRetrievalError(f"{url}: stalled for {self.socket_timeout}s") from exc
                 if not chunk:
                     return

@@ -49,7 +49,7 @@ def engine_of(bind: Engine | Connection) -> Engine:
 
 
 def utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
 
 
 class UTCDateTime(TypeDecorator):
@@ -63,12 +63,12 @@ class UTCDateTime(TypeDecorator):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given; use UTC-aware datetimes")
-        return value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+        return value.astimezone(datetime.UTC).replace(tzinfo=None)
 
     def process_result_value(self, value: datetime.datetime | None, dialect: Any):
         if value is None:
             return None
-        return value.replace(tzinfo=datetime.timezone.utc)
+        return value.replace(tzinfo=datetime.UTC)
 
 
 class Base(DeclarativeBase):

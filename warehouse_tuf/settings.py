@@ -11,10 +11,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import Any, Callable
-
+from typing import Any
 
 
 class ConfigurationError(ValueError):
@@ -266,7 +265,7 @@ class TUFSettings:
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any],
-                      environ: Mapping[str, str] | None = None) -> "TUFSettings":
+                      environ: Mapping[str, str] | None = None) -> TUFSettings:
         """Parse and check; raise :class:`ConfigurationError` naming the bad setting."""
         raw = collect(settings, environ)
         parsed: dict[str, Any] = {}

@@ -135,7 +135,7 @@ def audit(
 
 def _check_bins(
     fetcher: FetcherInterface, metadata_url: str, targets: Metadata[Targets],
-    snapshot: Metadata[Snapshot], state: "_State", report: AuditReport,
+    snapshot: Metadata[Snapshot], state: _State, report: AuditReport,
 ) -> list[TargetFile]:
     """Check every bin the delegation names; return every target they list."""
     succinct = targets.signed.delegations.succinct_roles if targets.signed.delegations else None
@@ -192,7 +192,8 @@ def _check_bins(
                 report.problems.append(f"{name}: {file_name} expired on {bin_md.signed.expires.isoformat()}")
             for path, target in bin_md.signed.targets.items():
                 if succinct.get_role_for_target(path) != name:
-                    report.problems.append(f"{name}: lists {path}, which belongs in {succinct.get_role_for_target(path)}")
+                    owner = succinct.get_role_for_target(path)
+                    report.problems.append(f"{name}: lists {path}, which belongs in {owner}")
                 found.append(target)
             state.see(name, bin_md.signed, data, report)
     return found
@@ -282,7 +283,7 @@ def verify_targets(metadata_url: str, root: bytes, paths: list[str], *, targets_
             updater.refresh()
         except Exception as exc:
             reason = _unreachable(metadata_url, exc) or f"a client cannot refresh: {_describe(exc)}"
-            return {path: reason for path in paths}
+            return dict.fromkeys(paths, reason)
         for index, path in enumerate(paths):
             page = _is_page(path)
             updater.config.prefix_targets_with_hash = page

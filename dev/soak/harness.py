@@ -68,7 +68,7 @@ class Report:
         self.problems.append(f"discrepancy: {message}")
 
     @classmethod
-    def combine(cls, scenario: str, reports: list["Report"]) -> "Report":
+    def combine(cls, scenario: str, reports: list[Report]) -> Report:
         """One report of several parts: sums, each part's figures under its name."""
         total = cls(scenario)
         for part in reports:

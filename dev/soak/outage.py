@@ -64,7 +64,7 @@ class MountedStorage:
         self.size = size
         self.mounted = False
 
-    def __enter__(self) -> "MountedStorage":
+    def __enter__(self) -> MountedStorage:
         if os.geteuid() == 0:
             staged = self.path.with_name("metadata-staged")
             self.path.rename(staged)

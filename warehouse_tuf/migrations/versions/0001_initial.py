@@ -1,7 +1,7 @@
 """create the warehouse-tuf tables
 
 Revision ID: 0001_initial
-Revises: 
+Revises:
 Create Date: 2026-11-26
 """
 

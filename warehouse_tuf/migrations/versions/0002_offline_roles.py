@@ -36,7 +36,7 @@ def upgrade():
         sa.select(roles.c.name, roles.c.version, roles.c.signed_bytes)
         .where(roles.c.name.in_(('root', 'targets')), roles.c.signed_bytes.is_not(None))
     ).all()
-    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0, tzinfo=None)
+    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0, tzinfo=None)
     if rows:
         op.bulk_insert(history, [
             {'name': name, 'version': version, 'signed_bytes': data, 'created_at': now}
