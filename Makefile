@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test install test-warehouse clean bench-cli lint
+.PHONY: serve test install test-warehouse clean bench-cli lint typecheck
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ test: $(STAMP) $(JS_STAMP)
 # Lint (ruff; its rules in pyproject.toml).
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# Types (mypy on warehouse_tuf/; its settings in pyproject.toml).
+typecheck: $(STAMP)
+	$(BIN)/mypy
 
 # Start-up time of the command lines (median of several runs): docs/performance.md.
 bench-cli: $(STAMP)

@@ -61,7 +61,8 @@ def record_additions(config: Any, session: Session, flush_context: Any) -> None:
     File = config.registry["tuf.models"][2]
     Journal = config.registry["tuf.journal_model"]
     algorithms = config.registry["tuf.settings"].hash_algorithms
-    rows, projects = [], {}
+    rows: list[pending.Row] = []
+    projects: dict[str, None] = {}
     for obj in session.new:
         if isinstance(obj, File):
             release = obj.release
@@ -91,7 +92,7 @@ def record_bulk_deletes(config: Any, state: ORMExecuteState) -> None:
     model = state.bind_mapper.class_
     if model not in (Project, Release, File):
         return
-    where = state.statement.whereclause
+    where = state.statement.whereclause  # type: ignore[attr-defined]  # a Delete here
     session = state.session
     rows = []
     if model is Project:

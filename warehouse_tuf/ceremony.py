@@ -26,6 +26,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 from securesystemslib.formats import encode_canonical
 from securesystemslib.signer import Key, Signer, SSlibKey
@@ -167,7 +168,7 @@ def key_from_dict(obj: object) -> Key:
     body = {name: obj.get(name) for name in ("keytype", "scheme", "keyval")}
     if not all(isinstance(body[n], str) for n in ("keytype", "scheme")) or not isinstance(body["keyval"], dict):
         raise CeremonyError("a key must be a JSON object with keytype, scheme and keyval")
-    keyid = hashlib.sha256(encode_canonical(body).encode()).hexdigest()
+    keyid = hashlib.sha256(str(encode_canonical(body)).encode()).hexdigest()
     try:
         key = Key.from_dict(keyid, copy.deepcopy(body))
     except (ValueError, KeyError, TypeError) as exc:
@@ -292,7 +293,10 @@ def next_roles(
     if not root_due and not targets_due:
         raise CeremonyError("nothing to change: give keys to add or remove, thresholds, or an expiry")
     new_root = new_targets = None
-    succinct = current_targets.signed.delegations.succinct_roles
+    delegations = current_targets.signed.delegations
+    succinct = delegations.succinct_roles if delegations is not None else None
+    if succinct is None:
+        raise CeremonyError(f"targets v{current_targets.signed.version} has no succinct hash-bin delegation")
     if root_due:
         expires = now + root_expiry if root_expiry else old.expires
         if expires <= now:
@@ -395,7 +399,7 @@ class Payload:
         return cls.from_bytes(data)
 
     def to_bytes(self) -> bytes:
-        obj = {FORMAT: FORMAT_VERSION}
+        obj: dict[str, Any] = {FORMAT: FORMAT_VERSION}
         for name in ("trusted_root", *OFFLINE_ROLES):
             md = getattr(self, name)
             obj[name] = md.to_dict() if md is not None else None
@@ -555,18 +559,18 @@ class Payload:
             problems.append(f"targets version is {self.targets.signed.version}, expected 1")
         if self.targets is not None:
             problems.extend(targets_shape_problems(self.targets.signed))
-        root = self.root_in_force
-        if root is not None and self.targets is not None:
+        in_force = self.root_in_force
+        if in_force is not None and self.targets is not None:
             try:
-                signing.online_keys(root, self.targets.signed)
+                signing.online_keys(in_force, self.targets.signed)
             except signing.SigningError as exc:
                 problems.append(str(exc))
-        elif root is not None and trusted is not None and self.targets is None:
+        elif in_force is not None and trusted is not None and self.targets is None:
             for role in ("targets", "snapshot"):
-                if _role_keys(root, role) != _role_keys(trusted, role):
+                if _role_keys(in_force, role) != _role_keys(trusted, role):
                     what = "targets keys" if role == "targets" else "online key"
                     problems.append(
-                        f"root v{root.version} changes the {what}: the payload must also hold the "
+                        f"root v{in_force.version} changes the {what}: the payload must also hold the "
                         "next targets (prepare both with 'tuf ceremony prepare')"
                     )
         return problems
@@ -589,13 +593,13 @@ def _role_keys(root: Root, role: str) -> tuple[frozenset[str], int]:
     return frozenset(root.roles[role].keyids), root.roles[role].threshold
 
 
-def _metadata_from_dict(name: str, obj: object, kind: type) -> Metadata | None:
+def _metadata_from_dict(name: str, obj: object, kind: type[Root] | type[Targets]) -> Metadata | None:
     if obj is None:
         return None
     if not isinstance(obj, dict) or not isinstance(obj.get("signatures"), list):
         raise CeremonyError(f"{name}: not a TUF metadata object (signed and signatures)")
     obj = copy.deepcopy(obj)
-    unique = []
+    unique: list[Any] = []
     for sig in obj["signatures"]:
         if sig in unique:
             continue  # the very same signature pasted twice counts once
@@ -669,7 +673,7 @@ def _file_signer(path: Path, candidates: dict[str, Key]) -> Signer:
         asked = ", ".join(k[:12] for k in sorted(candidates))
         raise CeremonyError(f"the key in {where} (key id {keyid[:12]}) is not one this payload asks to "
                             f"sign with (it asks for: {asked})")
-    return CryptoSigner(private, candidates[keyid])  # the key object as the payload lists it
+    return CryptoSigner(private, cast(SSlibKey, candidates[keyid]))  # the key object as the payload lists it
 
 
 def _matching_signer(uri: str, candidates: dict[str, Key]) -> Signer:

@@ -9,6 +9,7 @@ that needs no third-party HTTP library at all. Import it before ``tuf.ngclient``
 
 from __future__ import annotations
 
+import http.client
 import sys
 import types
 import urllib.error
@@ -28,7 +29,7 @@ def _without_urllib3_fetcher() -> None:
         def __init__(self, *args: object, **kwargs: object) -> None:
             raise RuntimeError("ngclient's urllib3 fetcher needs urllib3 2; use StdlibFetcher")
 
-    stub.ProxyEnvironment = ProxyEnvironment
+    setattr(stub, "ProxyEnvironment", ProxyEnvironment)  # noqa: B010 (a module built at run time)
     sys.modules.setdefault(stub.__name__, stub)
 
 
@@ -62,7 +63,7 @@ class StdlibFetcher(FetcherInterface):
             raise exceptions.DownloadError(f"cannot fetch {url}: {reason}") from None
         return self._chunks(response, url)
 
-    def _chunks(self, response, url: str) -> Iterator[bytes]:
+    def _chunks(self, response: http.client.HTTPResponse, url: str) -> Iterator[bytes]:
         with response:
             while True:
                 try:

@@ -50,8 +50,9 @@ def online_keys(root: Root, targets: Targets) -> OnlineKeys:
     if undefined:
         raise SigningError(f"root trusts online key(s) {undefined} that it does not define")
     keys = {keyid: root.keys[keyid] for keyid in keyids}
+    delegated_keys = targets.delegations.keys if targets.delegations else {}
     for keyid in keyids:
-        delegated = targets.delegations.keys.get(keyid)
+        delegated = delegated_keys.get(keyid)
         if delegated is None or delegated.to_dict() != keys[keyid].to_dict():
             raise SigningError(f"online key {keyid[:12]} differs between root and targets")
     return OnlineKeys(keys=keys, threshold=succinct.threshold)

@@ -21,7 +21,7 @@ branch_labels = None
 depends_on = None
 
 
-def upgrade():
+def upgrade() -> None:
     history = op.create_table('tuf_offline_roles',
     sa.Column('name', sa.String(length=64), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
@@ -44,5 +44,5 @@ def upgrade():
         ])
 
 
-def downgrade():
+def downgrade() -> None:
     op.drop_table('tuf_offline_roles')
