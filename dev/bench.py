@@ -167,7 +167,7 @@ class BenchHost:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
         admin.dispose()
         self.database = name
-        from tests.devhost import free_port
+        from dev.testing.devhost import free_port
 
         port = free_port()
         redis = subprocess.Popen(
@@ -208,7 +208,7 @@ class BenchHost:
             return s.scalar(select(func.count()).select_from(PendingChange))
 
     def close(self) -> None:
-        from tests.devhost import stop
+        from dev.testing.devhost import stop
 
         for process in reversed(self.processes):
             stop(process)
@@ -237,7 +237,7 @@ def bench_host(mode: str, bins: int, workers: int = 2, **settings: Any) -> Itera
 
 def verify(host: BenchHost, files: list[int], projects: int) -> int:
     """Refresh a fresh ngclient and download ``files`` (verified); returns how many."""
-    from tests.tufclient import Client
+    from dev.testing.tufclient import Client
 
     targets = Path(tempfile.mkdtemp(prefix="tuf-bench-targets-"))
     try:
@@ -338,7 +338,7 @@ def refresh(mode: str, bins: int, as_json: bool, targets: int, workers: int) -> 
 
 def _counting_client(metadata: Path, targets: Path) -> Any:
     """An ngclient user whose fetcher counts the bytes it downloads (``client.fetcher.bytes``)."""
-    from tests.tufclient import Client, LocalFetcher
+    from dev.testing.tufclient import Client, LocalFetcher
 
     class CountingFetcher(LocalFetcher):
         bytes = 0

@@ -144,7 +144,7 @@ def host_settings():
 def host_config(tmp_path, database_url, host_settings):
     """The development host (dev/), configured and bootstrapped in this process."""
     from dev.tasks import wait_for_embedded_tasks
-    from tests.devhost import dev_config
+    from dev.testing.devhost import dev_config
 
     config = dev_config(tmp_path / "data", database_url, **host_settings)
     yield config

@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 from webtest import TestApp
 
 from dev.tasks import wait_for_embedded_tasks
+from dev.testing.devhost import PASSWORD, ROOT, USERNAME, dev_config, verify_like_a_client
 from tests.conftest import make_configurator
-from tests.devhost import PASSWORD, ROOT, USERNAME, dev_config, verify_like_a_client
 from warehouse_tuf import pending
 from warehouse_tuf.admin import PUBLISHES_SHOWN, bin_grid
 from warehouse_tuf.interfaces import ITUFService

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
+from dev.testing.tufclient import Client
 from tests.conftest import make_configurator, make_settings
 from tests.keyholders import run
 from tests.test_services import db_state, publish_file, storage_state
-from tests.tufclient import Client
 from warehouse_tuf import targets as targetlib
 from warehouse_tuf.services import BinLayoutError, TUFManager
 from warehouse_tuf.storage import LocalStorage

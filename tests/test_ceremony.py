@@ -19,9 +19,9 @@ from securesystemslib.signer import SIGNER_FOR_URI_SCHEME, CryptoSigner, Signer
 from tuf.api.exceptions import LengthOrHashMismatchError
 from tuf.api.metadata import Metadata
 
+from dev.testing.tufclient import Client
 from tests.conftest import make_configurator
 from tests.keyholders import make_holder, next_payload, public_key, run, v1_payload
-from tests.tufclient import Client
 from warehouse_tuf import ceremony
 from warehouse_tuf.cli import service
 

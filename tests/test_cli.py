@@ -13,10 +13,10 @@ from sqlalchemy import MetaData, select
 from sqlalchemy.orm import Session
 from zope.interface import Interface
 
+from dev.testing.tufclient import Client
 from tests.conftest import make_configurator
 from tests.keyholders import make_holder, run
 from tests.test_services import publish_file
-from tests.tufclient import Client
 from warehouse_tuf.cli import service
 
 

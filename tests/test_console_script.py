@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.devhost import ROOT
+from dev.testing.devhost import ROOT
 from warehouse_tuf import ceremony
 
 #: What the ceremony imports: click, python-tuf, securesystemslib (+ cryptography), SQLAlchemy (models).

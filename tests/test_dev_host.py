@@ -20,7 +20,7 @@ from dev.app import Environment
 from dev.commands import beat, serve, worker
 from dev.models import File, JournalEntry, Project
 from dev.tasks import wait_for_embedded_tasks
-from tests.devhost import PASSWORD, USERNAME, add_file, pending_count, verify_like_a_client
+from dev.testing.devhost import PASSWORD, USERNAME, add_file, pending_count, verify_like_a_client
 from warehouse_tuf import record_additions
 from warehouse_tuf.cli import tuf
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dev.app import configure
 from dev.models import Base
-from tests.devhost import HTTPClient, start_server, stop
+from dev.testing.devhost import HTTPClient, start_server, stop
 from tests.keyholders import make_holder, run, v1_payload
 from warehouse_tuf.migrations import upgrade
 

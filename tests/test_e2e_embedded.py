@@ -24,7 +24,7 @@ from webtest import TestApp
 
 from dev.models import File, Project
 from dev.tasks import wait_for_embedded_tasks
-from tests.devhost import (
+from dev.testing.devhost import (
     PASSWORD,
     ROOT,
     USERNAME,

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from tests.devhost import ROOT, dev_config
-from tests.tufclient import Client
+from dev.testing.devhost import ROOT, dev_config
+from dev.testing.tufclient import Client
 
 BINS = 256
 

@@ -22,9 +22,9 @@ from sqlalchemy import create_engine, event, select
 from sqlalchemy.orm import Session
 from tuf.api.metadata import MetaFile, Snapshot
 
+from dev.testing.tufclient import Client
 from tests.conftest import make_settings
 from tests.test_services import publish_file, snapshot_of
-from tests.tufclient import Client
 from warehouse_tuf import targets as targetlib
 from warehouse_tuf.migrations import upgrade
 from warehouse_tuf.models import RoleVersion, Target

@@ -11,10 +11,10 @@ import shutil
 import pytest
 from tuf.api.metadata import Metadata
 
+from dev.testing.tufclient import Client
 from tests.conftest import make_settings
 from tests.keyholders import make_holder, next_payload, v1_payload
 from tests.keyholders import public_key as key
-from tests.tufclient import Client
 from warehouse_tuf import ceremony
 from warehouse_tuf.services import TUFManager
 from warehouse_tuf.storage import LocalStorage

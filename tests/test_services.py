@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 from tuf.api import exceptions as tuf_exceptions
 from tuf.api.metadata import Metadata, SuccinctRoles
 
+from dev.testing.tufclient import Client
 from tests.conftest import make_settings
-from tests.tufclient import Client
 from warehouse_tuf import targets as targetlib
 from warehouse_tuf.models import PendingChange, RoleVersion, Target
 from warehouse_tuf.services import BootstrapError, NotBootstrappedError, RepositoryError, StorageAheadError, TUFManager
@@ -519,7 +519,7 @@ def test_page_targets_are_signed_and_stored_under_hash_prefixed_names(db, tmp_pa
     db.commit()
     manager.publish()
     client = Client(tmp_path / "metadata", simple=tmp_path / "simple")
-    from tests.tufclient import SIMPLE_URL
+    from dev.testing.tufclient import SIMPLE_URL
 
     assert client.download("demo/demo.html", target_base_url=SIMPLE_URL, prefix=True) == b"<html>demo</html>"
     assert client.download("demo/demo.json", target_base_url=SIMPLE_URL, prefix=True) == b'{"name": "demo"}'

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from tuf.api import exceptions as tuf_exceptions
 
 from dev.files import LocalFileStorage
-from tests.devhost import HTTPClient, dev_config, run_tufjs, start_server, stop
+from dev.testing.devhost import HTTPClient, dev_config, run_tufjs, start_server, stop
 from warehouse_tuf.services import TUFManager
 from warehouse_tuf.storage import LocalStorage
 from warehouse_tuf.targets import MAX_SEGMENT_BYTES, InvalidTargetError, page_paths, validate_path

@@ -95,7 +95,7 @@ def test_files_are_sampled_by_default_from_the_derived_url_and_counted_exactly(p
 
 
 def test_a_server_that_is_down_is_one_plain_sentence(tmp_path):
-    from tests.devhost import free_port
+    from dev.testing.devhost import free_port
 
     url = f"http://127.0.0.1:{free_port()}/metadata/"
     result = run(None, "verify", url, ok=False)

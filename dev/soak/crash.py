@@ -44,7 +44,7 @@ from dev.soak.harness import (
     sandbox,
     store_file,
 )
-from tests.tufclient import Client
+from dev.testing.tufclient import Client
 from warehouse_tuf.models import PendingChange, Target
 
 

@@ -40,7 +40,7 @@ from dev.soak.harness import (
     record_file,
     sandbox,
 )
-from tests.tufclient import Client
+from dev.testing.tufclient import Client
 from warehouse_tuf.storage import LocalStorage
 
 PAGE = 4096
