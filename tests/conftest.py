@@ -37,8 +37,21 @@ def _postgres_database():
     admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+def pytest_generate_tests(metafunc):
+    """Tests that use a database (``database_url``, directly or through a fixture) run on SQLite
+    and on PostgreSQL, the latter marked ``postgres``; a test marked ``one_database`` (what it
+    checks is decided before any query: refused input) runs once, on SQLite. Other tests run once."""
+    if "database_url" not in metafunc.fixturenames:
+        return
+    backends = [pytest.param("sqlite", id="sqlite")]
+    if metafunc.definition.get_closest_marker("one_database") is None:
+        backends.append(pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres))
+    metafunc.parametrize("database_url", backends, indirect=True)
+
+
+@pytest.fixture
 def database_url(request, tmp_path):
+    """A fresh database of the backend ``pytest_generate_tests`` chose, migrated by ``engine``."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'index.sqlite'}"
     else:

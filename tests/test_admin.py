@@ -29,6 +29,8 @@ from warehouse_tuf.admin import PUBLISHES_SHOWN, bin_grid
 from warehouse_tuf.interfaces import ITUFService
 from warehouse_tuf.models import PUBLISH_LOG_KEPT, PublishLog, RoleVersion, utcnow
 
+pytestmark = pytest.mark.e2e
+
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()}
 SCREENSHOT = ROOT / ".artefacts" / "admin-tuf.png"
 WHEEL = b"the bytes of a wheel for the admin page"

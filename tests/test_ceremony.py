@@ -240,6 +240,7 @@ BOOTSTRAP_CASES = [
 ]
 
 
+@pytest.mark.one_database
 @pytest.mark.parametrize("case", BOOTSTRAP_CASES, ids=[c[0] for c in BOOTSTRAP_CASES])
 def test_bad_bootstrap_payload_is_refused_and_changes_nothing(case, engine, tmp_path, holders, host):
     _, make, words = case
@@ -380,6 +381,7 @@ INSTALL_CASES = [
 ]
 
 
+@pytest.mark.one_database
 @pytest.mark.parametrize("case", INSTALL_CASES, ids=[c[0] for c in INSTALL_CASES])
 def test_bad_install_payload_is_refused_and_changes_nothing(case, engine, tmp_path, holders, host):
     _, make, words = case

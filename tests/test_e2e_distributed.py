@@ -33,7 +33,7 @@ from dev.testing.redis_server import RedisServer
 from tests import test_e2e_embedded as embedded
 from tests.conftest import _postgres_database
 
-pytestmark = pytest.mark.distributed
+pytestmark = [pytest.mark.distributed, pytest.mark.e2e]
 
 # The embedded host's fixtures and end-to-end tests, in their order, on this host.
 dists, uploaded = embedded.dists, embedded.uploaded

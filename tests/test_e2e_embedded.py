@@ -45,6 +45,8 @@ from dev.testing.devhost import (
     wait_until,
 )
 
+pytestmark = pytest.mark.e2e
+
 PROJECT = "tuf-e2e-demo"
 HTML_PAGE, JSON_PAGE = f"{PROJECT}/{PROJECT}.html", f"{PROJECT}/{PROJECT}.json"
 JSON_ACCEPT = "application/vnd.pypi.simple.v1+json"

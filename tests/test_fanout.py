@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session
 
 from dev.app import configure, initialize
 from dev.testing.devhost import start_dev_process, stop, wait_until
+from dev.testing.redis_server import RedisServer
 from dev.testing.tufclient import Client
 from tests.conftest import _postgres_database, make_settings
-from tests.test_e2e_distributed import RedisServer
 from warehouse_tuf.interfaces import ITUFService
 from warehouse_tuf.models import RoleVersion
 from warehouse_tuf.services import TUFManager

@@ -159,6 +159,7 @@ _STEPS = st.lists(
 )
 
 
+@pytest.mark.slow
 @hypothesis_settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=_STEPS)
 def test_snapshot_bytes_equal_a_build_from_every_row_after_any_publishes(steps, tmp_path_factory):

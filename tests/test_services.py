@@ -96,6 +96,7 @@ def test_bin_index_matches_python_tuf():
             assert roles.get_role_for_target(path) == targetlib.bin_name(targetlib.bin_index(path, bits), bits, "bins")
 
 
+@pytest.mark.slow
 def test_snapshot_of_16384_bins_is_under_1_mb(db, tmp_path):
     settings = make_settings(tmp_path, **{"tuf.bin_count": 16384})
     manager = TUFManager(db, settings, LocalStorage(tmp_path / "m"), LocalStorage(tmp_path / "s"))
@@ -150,6 +151,7 @@ def test_release_and_project_removal_drop_their_targets(repo, db, metadata_dir, 
     assert client.download(b1) == b"b1"
 
 
+@pytest.mark.slow
 def test_a_thousand_additions_make_one_snapshot_and_touch_only_their_bins(db, tmp_path):
     settings = make_settings(tmp_path, **{"tuf.bin_count": 4096})
     repo = TUFManager(db, settings, LocalStorage(tmp_path / "m"), LocalStorage(tmp_path / "s"))
@@ -266,6 +268,7 @@ def test_client_rejects_a_tampered_target_file(repo, db, metadata_dir, tmp_path)
 # -- bad input changes nothing ---------------------------------------------------------
 
 
+@pytest.mark.one_database
 @pytest.mark.parametrize(
     ("path", "hashes", "message"),
     [

@@ -109,6 +109,7 @@ def served(tmp_path_factory):
     engine.dispose()
 
 
+@pytest.mark.e2e
 @settings(max_examples=4, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(paths=st.lists(portable_paths, min_size=1, max_size=6, unique_by=lambda p: p.split("/")[0]))
