@@ -95,6 +95,17 @@ def test_payload_counterexamples_are_one_line_ceremony_errors(mutate, message):
     one_line(refused.value)
 
 
+@pytest.mark.parametrize("where", ["targets", "root"])
+def test_online_keys_refuses_a_key_id_that_is_not_a_string(where):
+    payload = ceremony.Payload.from_bytes(valid_payload())
+    role = (payload.targets.signed.delegations.succinct_roles if where == "targets"
+            else payload.root.signed.roles["timestamp"])
+    role.keyids[0] = None
+    with pytest.raises(signing.SigningError, match="lists a key id that is not a string: \\[None\\]") as refused:
+        signing.online_keys(payload.root.signed, payload.targets.signed)
+    one_line(refused.value)
+
+
 def test_online_keys_refuses_a_root_trusting_an_undefined_key():
     payload = ceremony.Payload.from_bytes(valid_payload())
     root = payload.root.signed
