@@ -39,10 +39,11 @@ test: $(STAMP) $(JS_STAMP)
 	$(BIN)/mypy
 	$(BIN)/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)
 
-# The quick loop: SQLite only, no end-to-end, distributed, soak or slow tests (pyproject.toml's markers).
+# The quick loop: SQLite only, no end-to-end, distributed, soak or slow tests (pyproject.toml's
+# markers), on every core (pytest-xdist).
 FAST_MARKERS := not postgres and not distributed and not e2e and not soak and not slow
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n auto -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
 
 # Lint (ruff; its rules in pyproject.toml).
 lint: $(STAMP)
