@@ -223,7 +223,7 @@ def includeme(config: Any) -> None:
     config.include("warehouse_tuf.admin")  # /admin/tuf/, for the host's admins
 
     if settings.enabled:
-        session_class = config.maybe_dotted(config.get_settings().get("tuf.session_class", "warehouse.db.Session"))
+        session_class = config.maybe_dotted(settings.session_class)
         listeners = (
             ("before_flush", record_removals),
             ("after_flush", record_additions),
