@@ -32,14 +32,14 @@ from securesystemslib.signer import Key, Signer, SSlibKey
 from tuf.api.metadata import Delegations, Metadata, Root, SuccinctRoles, Targets
 from tuf.api.serialization.json import JSONSerializer
 
-from warehouse_tuf import signing
-from warehouse_tuf.models import utcnow
+from warehouse_tuf import signing, targets as targetlib
+from warehouse_tuf.clock import utcnow
 
 FORMAT = "warehouse_tuf_ceremony"
 FORMAT_VERSION = 1
 OFFLINE_ROLES = ("root", "targets")
 #: The most bins a payload may delegate to (2**20, as ``tuf.bin_count`` allows).
-MAX_BIN_BITS = 20
+MAX_BIN_BITS = targetlib.MAX_BIN_BITS
 #: Largest payload accepted: a root and a targets trusting dozens of keys take a few kB.
 MAX_PAYLOAD_BYTES = 2**20
 _PROBE = b"warehouse-tuf ceremony key probe"
@@ -200,13 +200,11 @@ class RoleSpec:
 
 
 def bin_bits(bin_count: int) -> int:
-    """TAP 15's ``bit_length`` for ``bin_count`` bins, which must be a power of two."""
-    if bin_count < 2 or bin_count & (bin_count - 1) or bin_count > 2**MAX_BIN_BITS:
-        raise CeremonyError(
-            f"bin count {bin_count} must be a power of two from 2 to {2**MAX_BIN_BITS} "
-            "(PEP 458 production: 16384)"
-        )
-    return bin_count.bit_length() - 1
+    """TAP 15's ``bit_length`` for ``bin_count`` bins (:func:`warehouse_tuf.targets.bin_bits`)."""
+    try:
+        return targetlib.bin_bits(bin_count)
+    except ValueError as exc:
+        raise CeremonyError(str(exc)) from None
 
 
 def build_roles(
