@@ -7,4 +7,4 @@ import datetime
 
 def utcnow() -> datetime.datetime:
     """Now, in UTC, to the second."""
-    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
