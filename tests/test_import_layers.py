@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "warehouse_tuf"
 LAYERS: list[tuple[str, set[str]]] = [
     ("foundations", {"clock", "roles", "canonical", "fetcher", "interfaces", "locking", "metrics",
                      "signing", "targets", "devkeys", "snapshot", "pages", "settings", "exceptions"}),
-    ("records", {"models", "ceremony", "results", "verify", "pending", "publish_requests", "storage",
+    ("records", {"models", "keyfiles", "ceremony", "results", "verify", "pending", "publish_requests", "storage",
                  "migrations", "migrations.env"}),
     ("database", {"db", "repository"}),
     ("trust", {"trust"}),

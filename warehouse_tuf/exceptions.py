@@ -29,5 +29,9 @@ class BinLayoutError(RepositoryError):
     """The bin settings disagree with the bins the installed targets delegates to."""
 
 
+class CeremonyError(ValueError):
+    """A ceremony input is wrong; the message is one line and names the problem."""
+
+
 class DevelopmentKeyError(SigningError):
     """Production was asked to trust or sign with a development key."""
