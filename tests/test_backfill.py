@@ -8,8 +8,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from dev.models import Base as HostBase
-from dev.models import File, Project, Release, file_path
+from dev.models import Base as HostBase, File, Project, Release, file_path
 from dev.testing.tufclient import SIMPLE_URL, Client
 from tests.conftest import make_configurator, make_settings
 from tests.keyholders import run

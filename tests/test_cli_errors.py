@@ -99,5 +99,5 @@ def test_a_wrong_setting_in_the_environment_is_one_line_on_the_development_host(
     monkeypatch.setenv("TUF_DEV_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("TUF_BIN_COUNT", "3")
     result = CliRunner().invoke(dev, ["tuf", "db", "upgrade"])
-    assert_one_line_error(result, "tuf.bin_count (TUF_BIN_COUNT) = '3': 3 bins")
+    assert_one_line_error(result, "tuf.bin_count (TUF_BIN_COUNT) = '3': bin count 3 must be a power of two")
     assert not (tmp_path / "data").exists() or not any((tmp_path / "data").rglob("*.json"))

@@ -12,8 +12,7 @@ import hashlib
 import json
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, assume, given, settings, strategies as st
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 from tuf.api import exceptions as tuf_exceptions

@@ -72,21 +72,20 @@ def _fail(message: Exception | str) -> NoReturn:
 
 
 #: What a command reports as a one-line error: repository, setting, signer, ceremony and
-#: storage problems (module -> exception class, subclasses included).
+#: storage problems (module -> its exception classes, subclasses included).
 EXTENSION_ERRORS = {
-    "warehouse_tuf.services": "RepositoryError",
-    "warehouse_tuf.settings": "ConfigurationError",
-    "warehouse_tuf.signing": "SigningError",
-    "warehouse_tuf.ceremony": "CeremonyError",
-    "warehouse_tuf.storage": "StorageError",
+    "warehouse_tuf.exceptions": ("RepositoryError", "CeremonyError"),
+    "warehouse_tuf.settings": ("ConfigurationError",),
+    "warehouse_tuf.signing": ("SigningError",),
+    "warehouse_tuf.storage": ("StorageError",),
 }
 
 
 def _errors() -> tuple[type[Exception], ...]:
     """The classes of :data:`EXTENSION_ERRORS` whose modules are imported: only those can have
     been raised, and the offline ceremony's venv has no Pyramid to import the others with."""
-    return tuple(getattr(sys.modules[module], name) for module, name in EXTENSION_ERRORS.items()
-                 if module in sys.modules)
+    return tuple(getattr(sys.modules[module], name) for module, names in EXTENSION_ERRORS.items()
+                 if module in sys.modules for name in names)
 
 
 class CommandGroup(click.Group):
@@ -415,10 +414,10 @@ def _duration(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 
 
 def _public_keys(ctx: click.Context, param: click.Parameter, value: Any) -> list:
-    from warehouse_tuf import ceremony as ceremonylib
+    from warehouse_tuf import ceremony as ceremonylib, keyfiles
 
     try:
-        return [ceremonylib.load_public_key(path) for path in value or ()]
+        return [keyfiles.load_public_key(path) for path in value or ()]
     except ceremonylib.CeremonyError as exc:
         raise click.BadParameter(str(exc)) from None
 
@@ -486,10 +485,10 @@ def generate_key(output: str, public_output: str | None, scheme: str) -> None:
     public key with 'ceremony import-hsm-key' (securesystemslib cannot create
     keys inside an HSM).
     """
-    from warehouse_tuf import ceremony as ceremonylib
+    from warehouse_tuf import keyfiles
 
-    public_output = public_output or ceremonylib.public_key_path(output)
-    key = ceremonylib.generate_key(output, public_output, scheme)
+    public_output = public_output or keyfiles.public_key_path(output)
+    key = keyfiles.generate_key(output, public_output, scheme)
     click.echo(f"private key: {output} (keep it offline; sign with --key file2:{output})")
     click.echo(f"public key:  {public_output} (give this one to the coordinator)")
     click.echo(f"key id:      {short_keyid(key.keyid)}  ({key.keyid}, {key.keytype}/{key.scheme})")
@@ -506,9 +505,9 @@ def import_hsm_key(output: str) -> None:
     an ECDSA P-256 or P-384 key with PKCS#11 key id 2 (PIV slot 9c, "digital
     signature"), where securesystemslib's HSMSigner reads it.
     """
-    from warehouse_tuf import ceremony as ceremonylib
+    from warehouse_tuf import keyfiles
 
-    uri, key = ceremonylib.import_hsm_key(output)
+    uri, key = keyfiles.import_hsm_key(output)
     click.echo(f"public key: {output}")
     click.echo(f"key id:     {short_keyid(key.keyid)}  ({key.keyid}, {key.keytype}/{key.scheme})")
     click.echo(f"sign with:  --key {uri}")
@@ -621,9 +620,9 @@ def _write_new(path: str, data: bytes) -> None:
 @click.argument("public_key", type=click.Path(dir_okay=False))
 def key_id(public_key: str) -> None:
     """Print the TUF key id of a public key file, for holders to read aloud."""
-    from warehouse_tuf import ceremony as ceremonylib
+    from warehouse_tuf import keyfiles
 
-    key = ceremonylib.load_public_key(public_key)
+    key = keyfiles.load_public_key(public_key)
     click.echo(f"{short_keyid(key.keyid)}  ({key.keyid}, {key.keytype}/{key.scheme})")
 
 

@@ -25,7 +25,8 @@ from typing import cast
 from sqlalchemy import Table, select, update
 from sqlalchemy.engine import Engine
 
-from warehouse_tuf.models import PublishRequest, utcnow
+from warehouse_tuf.clock import utcnow
+from warehouse_tuf.models import PublishRequest
 
 _TABLE = cast(Table, PublishRequest.__table__)
 _ROW = _TABLE.c.id == 1

@@ -18,8 +18,7 @@ import tempfile
 import urllib.parse
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from webtest import TestApp
