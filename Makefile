@@ -1,5 +1,6 @@
 # The two commands of README.md: `make serve` (the development host, TUF on)
-# and `make test` (the test suite). Both set up .venv on first use.
+# and `make test` (ruff, mypy, then the test suite with coverage). Both set up .venv on first use.
+# `make test-fast`: the quick loop (SQLite only, no end-to-end or soak tests).
 # `make test-warehouse`: the extension inside a real Warehouse (below).
 # `make clean`: delete what the others made (.venv, .dev-data, caches, build output).
 
@@ -8,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test install test-warehouse clean bench-cli
+.PHONY: serve test test-fast install test-warehouse clean bench-cli lint typecheck
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,8 +32,26 @@ install: $(STAMP) $(JS_STAMP)
 serve: $(STAMP)
 	$(BIN)/python -m dev serve
 
+# The checks, then the whole suite with branch coverage of warehouse_tuf/ (fail_under in
+# pyproject.toml); any failing stops `make test`.
 test: $(STAMP) $(JS_STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)
+
+# The quick loop: SQLite only, no end-to-end, distributed, soak or slow tests (pyproject.toml's
+# markers), on every core (pytest-xdist).
+FAST_MARKERS := not postgres and not distributed and not e2e and not soak and not slow
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -n auto -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
+
+# Lint (ruff; its rules in pyproject.toml).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+# Types (mypy on warehouse_tuf/; its settings in pyproject.toml).
+typecheck: $(STAMP)
+	$(BIN)/mypy
 
 # Start-up time of the command lines (median of several runs): docs/performance.md.
 bench-cli: $(STAMP)

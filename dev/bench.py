@@ -167,7 +167,7 @@ class BenchHost:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
         admin.dispose()
         self.database = name
-        from tests.devhost import free_port
+        from dev.testing.devhost import free_port
 
         port = free_port()
         redis = subprocess.Popen(
@@ -208,7 +208,7 @@ class BenchHost:
             return s.scalar(select(func.count()).select_from(PendingChange))
 
     def close(self) -> None:
-        from tests.devhost import stop
+        from dev.testing.devhost import stop
 
         for process in reversed(self.processes):
             stop(process)
@@ -237,7 +237,7 @@ def bench_host(mode: str, bins: int, workers: int = 2, **settings: Any) -> Itera
 
 def verify(host: BenchHost, files: list[int], projects: int) -> int:
     """Refresh a fresh ngclient and download ``files`` (verified); returns how many."""
-    from tests.tufclient import Client
+    from dev.testing.tufclient import Client
 
     targets = Path(tempfile.mkdtemp(prefix="tuf-bench-targets-"))
     try:
@@ -374,7 +374,7 @@ def rotation(mode: str, bins: int, as_json: bool, targets: int, workers: int) ->
 
 def _counting_client(metadata: Path, targets: Path) -> Any:
     """An ngclient user whose fetcher counts the bytes it downloads (``client.fetcher.bytes``)."""
-    from tests.tufclient import Client, LocalFetcher
+    from dev.testing.tufclient import Client, LocalFetcher
 
     class CountingFetcher(LocalFetcher):
         bytes = 0
@@ -889,7 +889,8 @@ def overhead(mode: str, bins: int, as_json: bool, uploads: int, projects: int, w
         plain.registry["sqlalchemy.engine"].dispose()
         verified = verify(host, [2 * n for n in sample(uploads, 10)], projects)  # the hooked ones
         ms = {label: [t * 1000 for t in values] for label, values in timings.items()}
-        click.echo(" ".join(f"{k} p50 {statistics.median(v):.3f} p99 {percentile(v, 0.99):.3f} ms" for k, v in parts.items()))
+        click.echo(" ".join(f"{k} p50 {statistics.median(v):.3f} p99 {percentile(v, 0.99):.3f} ms"
+                            for k, v in parts.items()))
         report({
             "scenario": "overhead", "mode": mode, "bins": bins, "uploads": uploads,
             "overhead_p50_ms": round(statistics.median(ms["hook"]), 3),

@@ -36,7 +36,8 @@ LAZY_COMMANDS = {
     "worker": (("dev.commands",), "A Celery worker (distributed mode)."),
     "beat": (("dev.commands",), "Celery beat (distributed mode): the periodic publish and refresh."),
     "demo-dist": (("dev.demo",), "Build a tiny project's sdist and wheel, to upload."),
-    "bench": (("dev.bench", "dev.bench_upload", "dev.bench_storage"), "Benchmarks at PyPI scale (docs/performance.md)."),
+    "bench": (("dev.bench", "dev.bench_upload", "dev.bench_storage"),
+              "Benchmarks at PyPI scale (docs/performance.md)."),
     "soak": (("dev.soak",), "Reliability harnesses (docs/reliability.md)."),
 }
 

@@ -51,6 +51,6 @@ def demo_dist(name: str, version: str, outdir: Path) -> None:
             dists = build_dists(Path(work), name, version, outdir.resolve())
         except subprocess.CalledProcessError as exc:
             raise click.ClickException(f"building {name} {version} failed: "
-                                       f"{exc.stderr.decode(errors='replace').strip().splitlines()[-1:]}")
+                                       f"{exc.stderr.decode(errors='replace').strip().splitlines()[-1:]}") from None
     for dist in dists:
         click.echo(str(dist))

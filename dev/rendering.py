@@ -16,7 +16,7 @@ from mako.lookup import TemplateLookup
 from markupsafe import Markup
 from pyramid.renderers import JSON
 
-from dev.models import normalize_name
+from dev.models import normalize_name  # noqa: F401 (the templates import it from here)
 
 TEMPLATES = Path(__file__).parent / "templates"
 

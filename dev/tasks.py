@@ -41,7 +41,7 @@ log = logging.getLogger("dev.tasks")
 class WarehouseTask(celery.Task):
     """Runs with a Pyramid request first, inside ``request.tm``; sends after commit."""
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "WarehouseTask":
+    def __new__(cls, *args: Any, **kwargs: Any) -> WarehouseTask:
         task = super().__new__(cls, *args, **kwargs)
         header = getattr(task, "__header__", None)
         if header is not None:
@@ -100,12 +100,12 @@ class EmbeddedBeat(threading.Thread):
     def run(self) -> None:
         entries = self.app.conf.beat_schedule
         schedules = {name: maybe_schedule(entry["schedule"]) for name, entry in entries.items()}
-        started = datetime.datetime.now(datetime.timezone.utc)
+        started = datetime.datetime.now(datetime.UTC)
         last_run = dict.fromkeys(entries, started)
         while not self.stopped.wait(self.tick):
             for name, entry in entries.items():
                 if schedules[name].is_due(last_run[name]).is_due:
-                    last_run[name] = datetime.datetime.now(datetime.timezone.utc)
+                    last_run[name] = datetime.datetime.now(datetime.UTC)
                     self.app.tasks[entry["task"]].apply_async(
                         entry.get("args"), entry.get("kwargs"), **entry.get("options", {})
                     )

@@ -16,6 +16,7 @@ import re
 import tempfile
 from typing import Any, BinaryIO
 
+from pyramid.exceptions import URLDecodeError
 from pyramid.httpexceptions import (
     HTTPBadRequest,
     HTTPException,
@@ -25,19 +26,12 @@ from pyramid.httpexceptions import (
     HTTPOk,
     HTTPRequestEntityTooLarge,
 )
-from pyramid.exceptions import URLDecodeError
 from pyramid.response import FileIter, Response
 from pyramid.view import view_config
 from sqlalchemy import func, or_, select
 
 from dev.models import File, JournalEntry, Project, Release, file_path, normalize_name
-from dev.simple import (
-    HTML_TYPE,
-    JSON_V1_TYPE,
-    select_content_type,
-    simple_detail_context,
-    simple_index_context,
-)
+from dev.simple import HTML_TYPE, JSON_V1_TYPE, select_content_type, simple_detail_context, simple_index_context
 from dev.tasks import sync_file_to_cache
 from warehouse_tuf.interfaces import IMetadataStorage
 from warehouse_tuf.models import MAX_TARGET_PATH_BYTES

@@ -7,6 +7,7 @@ only green when both database backends were exercised.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from pathlib import Path
 
@@ -37,18 +38,45 @@ def _postgres_database():
     admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+def pytest_generate_tests(metafunc):
+    """Tests that use a database (``database_url``, directly or through a fixture) run on SQLite
+    and on PostgreSQL, the latter marked ``postgres``; a test marked ``one_database`` (what it
+    checks is decided before any query: refused input) runs once, on SQLite. Other tests run once."""
+    if "database_url" not in metafunc.fixturenames:
+        return
+    backends = [pytest.param("sqlite", id="sqlite")]
+    if metafunc.definition.get_closest_marker("one_database") is None:
+        backends.append(pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres))
+    metafunc.parametrize("database_url", backends, indirect=True)
+
+
+@pytest.fixture
 def database_url(request, tmp_path):
+    """A fresh database of the backend ``pytest_generate_tests`` chose, migrated by ``engine``."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'index.sqlite'}"
     else:
         yield from _postgres_database()
 
 
-@pytest.fixture
-def engine(database_url):
-    engine = create_engine(database_url)
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory) -> Path:
+    """One SQLite database migrated to the newest revision, for ``engine`` to copy."""
+    path = tmp_path_factory.mktemp("migrated") / "index.sqlite"
+    engine = create_engine(f"sqlite:///{path}")
     upgrade(engine)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture
+def engine(request, database_url):
+    """The database with the extension's tables (``database_url`` itself stays empty)."""
+    if database_url.startswith("sqlite:///"):
+        # Copying a migrated database takes a tenth of migrating one (alembic loads every revision).
+        shutil.copyfile(request.getfixturevalue("migrated_sqlite"), database_url.removeprefix("sqlite:///"))
+    engine = create_engine(database_url)
+    upgrade(engine)  # at the newest revision already on SQLite: a check
     yield engine
     engine.dispose()
 
@@ -144,7 +172,7 @@ def host_settings():
 def host_config(tmp_path, database_url, host_settings):
     """The development host (dev/), configured and bootstrapped in this process."""
     from dev.tasks import wait_for_embedded_tasks
-    from tests.devhost import dev_config
+    from dev.testing.devhost import dev_config
 
     config = dev_config(tmp_path / "data", database_url, **host_settings)
     yield config

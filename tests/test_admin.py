@@ -13,7 +13,6 @@ import shutil
 import struct
 import threading
 import zlib
-from pathlib import Path
 
 import pytest
 import waitress
@@ -23,12 +22,14 @@ from sqlalchemy.orm import Session
 from webtest import TestApp
 
 from dev.tasks import wait_for_embedded_tasks
+from dev.testing.devhost import PASSWORD, ROOT, USERNAME, dev_config, verify_like_a_client
 from tests.conftest import make_configurator
-from tests.devhost import PASSWORD, ROOT, USERNAME, dev_config, verify_like_a_client
 from warehouse_tuf import pending
 from warehouse_tuf.admin import PUBLISHES_SHOWN, bin_grid
 from warehouse_tuf.interfaces import ITUFService
 from warehouse_tuf.models import PUBLISH_LOG_KEPT, PublishLog, RoleVersion, utcnow
+
+pytestmark = pytest.mark.e2e
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()}
 SCREENSHOT = ROOT / ".artefacts" / "admin-tuf.png"
@@ -147,7 +148,7 @@ def test_the_admin_page_in_a_headless_browser(big_host):
         roles = driver.find_elements(By.CSS_SELECTOR, "#tuf-roles tr.tuf-role")
         assert [row.get_attribute("data-role") for row in roles] == [
             "root", "targets", "snapshot", "timestamp", "bins"]
-        for row, role in zip(roles, status["roles"]):
+        for row, role in zip(roles, status["roles"], strict=True):
             cells = [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
             assert cells[1] == str(role["version"]) and cells[3] == str(role["threshold"])
             assert role["expires"] in cells[2] and re.search(r"\(in \d+[dhms](\d\dm)?\)", cells[2])

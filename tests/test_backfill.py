@@ -9,9 +9,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dev.models import Base as HostBase, File, Project, Release, file_path
+from dev.testing.tufclient import SIMPLE_URL, Client
 from tests.conftest import make_configurator, make_settings
 from tests.keyholders import run
-from tests.tufclient import SIMPLE_URL, Client
 from warehouse_tuf.models import RoleVersion, Target
 from warehouse_tuf.services import TUFManager
 from warehouse_tuf.storage import LocalStorage

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
+from dev.testing.tufclient import Client
 from tests.conftest import make_configurator, make_settings
 from tests.keyholders import run
 from tests.test_services import db_state, publish_file, storage_state
-from tests.tufclient import Client
 from warehouse_tuf import targets as targetlib
 from warehouse_tuf.services import BinLayoutError, TUFManager
 from warehouse_tuf.storage import LocalStorage
@@ -39,7 +39,7 @@ def test_settings_that_disagree_with_the_installed_bins_are_refused_and_change_n
     db.commit()
     other = other_manager(repo, tmp_path, **overrides)
     before_db, before_storage = db_state(db), storage_state(metadata_dir)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     operations = {
         "publish": other.publish,
         "publish, not waiting": lambda: other.publish(wait=False),

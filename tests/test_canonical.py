@@ -28,6 +28,7 @@ values = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=400)
 @given(values)
 def test_encode_matches_securesystemslib(value):
@@ -36,6 +37,7 @@ def test_encode_matches_securesystemslib(value):
     assert canonical.encode(value, checked=True) == expected
 
 
+@pytest.mark.slow
 @settings(max_examples=100)
 @given(st.dictionaries(strings, values, max_size=6))
 def test_envelope_is_json_whose_signed_part_is_the_value(signed):

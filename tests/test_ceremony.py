@@ -11,17 +11,17 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
-from pathlib import Path
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from securesystemslib.signer import SIGNER_FOR_URI_SCHEME, CryptoSigner, Signer
 from tuf.api.exceptions import LengthOrHashMismatchError
 from tuf.api.metadata import Metadata
 
+from dev.testing.tufclient import Client
 from tests.conftest import make_configurator
 from tests.keyholders import make_holder, next_payload, public_key, run, v1_payload
-from tests.tufclient import Client
 from warehouse_tuf import ceremony, keyfiles
 from warehouse_tuf.cli import service
 
@@ -168,7 +168,7 @@ def edited(payload: ceremony.Payload, edit) -> bytes:
 
 def resign(payload_bytes: bytes, h, names) -> bytes:
     payload = ceremony.Payload.from_bytes(payload_bytes)
-    for role, md in payload.roles():
+    for _, md in payload.roles():
         md.signatures.clear()
     for name in names:
         payload.sign(h[name].uri)
@@ -240,6 +240,7 @@ BOOTSTRAP_CASES = [
 ]
 
 
+@pytest.mark.one_database
 @pytest.mark.parametrize("case", BOOTSTRAP_CASES, ids=[c[0] for c in BOOTSTRAP_CASES])
 def test_bad_bootstrap_payload_is_refused_and_changes_nothing(case, engine, tmp_path, holders, host):
     _, make, words = case
@@ -301,7 +302,7 @@ def test_bad_init_input_is_refused_and_writes_nothing(case, tmp_path, holders):
 
 SIGN_CASES = [
     ("a key the payload does not list", lambda h: ["--key", h["outsider"].uri],
-     f"the key in {{outsider}} (key id {{outsider_id}}) is not one this payload asks to sign with (it asks for: "),
+     "the key in {outsider} (key id {outsider_id}) is not one this payload asks to sign with (it asks for: "),
     ("a key id the payload does not list", lambda h: ["--key", h["root1"].uri, "--keyid", h["outsider"].keyid],
      "is not a key this payload asks to sign with"),
     ("a key that is not the key id given", lambda h: ["--key", h["root1"].uri, "--keyid", h["root2"].keyid],
@@ -380,6 +381,7 @@ INSTALL_CASES = [
 ]
 
 
+@pytest.mark.one_database
 @pytest.mark.parametrize("case", INSTALL_CASES, ids=[c[0] for c in INSTALL_CASES])
 def test_bad_install_payload_is_refused_and_changes_nothing(case, engine, tmp_path, holders, host):
     _, make, words = case

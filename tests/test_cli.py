@@ -8,20 +8,15 @@ import json
 import logging
 import re
 
-from cryptography.hazmat.primitives.serialization import (
-    Encoding,
-    NoEncryption,
-    PrivateFormat,
-    load_pem_private_key,
-)
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, load_pem_private_key
 from sqlalchemy import MetaData, select
 from sqlalchemy.orm import Session
 from zope.interface import Interface
 
+from dev.testing.tufclient import Client
 from tests.conftest import make_configurator
 from tests.keyholders import make_holder, run
 from tests.test_services import publish_file
-from tests.tufclient import Client
 from warehouse_tuf.cli import service
 
 
@@ -204,7 +199,8 @@ def test_no_private_key_material_in_database_logs_metadata_or_output(engine, tmp
     assert Client(tmp_path / "metadata", tmp_path / "packages").download(path) == b"a"
 
     logs = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records).encode()
-    stored = [p.read_bytes() for folder in ("metadata", "simple") for p in (tmp_path / folder).rglob("*") if p.is_file()]
+    stored = [p.read_bytes() for folder in ("metadata", "simple")
+              for p in (tmp_path / folder).rglob("*") if p.is_file()]
     ceremony_files = [payload.read_bytes(), rotation.read_bytes()]
     haystacks = {"cli output": b"\n".join(outputs), "logs": logs, "database": database_dump(engine),
                  "metadata": b"\n".join(stored), "ceremony payloads": b"\n".join(ceremony_files)}

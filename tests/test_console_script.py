@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import venv
 from pathlib import Path
 
 import pytest
 
-from tests.devhost import ROOT
+from dev.testing.devhost import ROOT
 from warehouse_tuf import ceremony
+
+pytestmark = pytest.mark.e2e
 
 #: What the ceremony imports: click, python-tuf, securesystemslib (+ cryptography), SQLAlchemy (models).
 CEREMONY_REQUIREMENTS = ["click>=8.1", "tuf>=7.0", "securesystemslib[crypto]>=1.1", "SQLAlchemy>=2.0"]

@@ -20,7 +20,7 @@ from dev.app import Environment
 from dev.commands import beat, serve, worker
 from dev.models import File, JournalEntry, Project
 from dev.tasks import wait_for_embedded_tasks
-from tests.devhost import PASSWORD, USERNAME, add_file, pending_count, verify_like_a_client
+from dev.testing.devhost import PASSWORD, USERNAME, add_file, pending_count, verify_like_a_client
 from warehouse_tuf import record_additions
 from warehouse_tuf.cli import tuf
 
@@ -65,6 +65,7 @@ def last_serial(config, name="demo-pkg") -> int:
         return serial
 
 
+@pytest.mark.one_database
 @pytest.mark.parametrize(("fields", "message"), [
     ({"name": "../etc"}, "Invalid project name"),
     ({"version": "1.0 beta"}, "Invalid version"),
@@ -83,6 +84,7 @@ def test_bad_uploads_get_a_one_line_error_and_change_nothing(app, config, fields
     assert (file_count(config), pending_count(config), journal(config)) == (0, 0, [])
 
 
+@pytest.mark.one_database
 @pytest.mark.parametrize(("filename", "message"), [
     ("demo_pkg-1.0\x00-py3-none-any.whl", "control character U+0000"),
     ("demo_pkg-1.0\x7f-py3-none-any.whl", "control character U+007F"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dev.app import configure
 from dev.models import Base
-from tests.devhost import HTTPClient, start_server, stop
+from dev.testing.devhost import HTTPClient, start_server, stop
 from tests.keyholders import make_holder, run, v1_payload
 from warehouse_tuf.migrations import upgrade
 
@@ -30,6 +30,7 @@ def test_a_host_bootstrapped_from_a_ceremony_names_the_ceremony_keys(tmp_path):
     banner = (tmp_path / "serve.log").read_text()
     assert "INSECURE" not in banner and "bootstrapped the TUF repository" not in banner, banner
     keys_line = next(line for line in banner.splitlines() if line.startswith("  TUF keys:"))
-    assert keys_line == f"  TUF keys:  from a signing ceremony (online signer: file2:…{str(holders['online1'].private)[-24:]})"
+    online_signer = f"file2:…{str(holders['online1'].private)[-24:]}"
+    assert keys_line == f"  TUF keys:  from a signing ceremony (online signer: {online_signer})"
     report = run(config, "status").output.splitlines()
     assert report[0] == "OK" and "keys:        keys from a signing ceremony" in report

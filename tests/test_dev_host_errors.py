@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from tests.devhost import dev_command
+from dev.testing.devhost import dev_command
 
 
 def _one_line(result) -> str:

@@ -99,6 +99,7 @@ def _production_with_own_online_key(db, tmp_path) -> tuple[TUFManager, object]:
     return prod, load_key_file(online.private)
 
 
+@pytest.mark.one_database
 @pytest.mark.parametrize("role", ["root", "targets"])
 def test_a_payload_trusting_a_shipped_key_is_refused_at_bootstrap_in_production(db, tmp_path, role):
     prod, online = _production_with_own_online_key(db, tmp_path)

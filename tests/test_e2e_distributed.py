@@ -11,21 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
-import subprocess
 import time
 
 import pytest
 from kombu import Queue
 from sqlalchemy import create_engine
 
-from tests.conftest import _postgres_database
-from tests.devhost import (
+from dev.testing.devhost import (
     Host,
     HTTPClient,
     build_dists,
     dist_path,
-    free_port,
     pending_count,
     start_dev_process,
     start_server,
@@ -33,9 +29,11 @@ from tests.devhost import (
     twine_upload,
     wait_until,
 )
+from dev.testing.redis_server import RedisServer
 from tests import test_e2e_embedded as embedded
+from tests.conftest import _postgres_database
 
-pytestmark = pytest.mark.distributed
+pytestmark = [pytest.mark.distributed, pytest.mark.e2e]
 
 # The embedded host's fixtures and end-to-end tests, in their order, on this host.
 dists, uploaded = embedded.dists, embedded.uploaded
@@ -48,37 +46,6 @@ test_tuf_status_and_publish_commands_work_against_the_host = (
     embedded.test_tuf_status_and_publish_commands_work_against_the_host)
 test_deleting_the_release_then_the_project_removes_their_targets = (
     embedded.test_deleting_the_release_then_the_project_removes_their_targets)
-
-
-class RedisServer:
-    """A private redis-server on a local port, which a test may stop and start again."""
-
-    def __init__(self, directory) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        if shutil.which("redis-server") is None:
-            pytest.fail("redis-server is required for the distributed tests")
-        log = (self.directory / "redis.log").open("ab")
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.directory)],
-            stdout=log, stderr=subprocess.STDOUT,
-        )
-        wait_until(self._answers, 30, f"redis-server on port {self.port}")
-
-    def _answers(self) -> bool:
-        import redis
-
-        try:
-            return redis.Redis(port=self.port, socket_connect_timeout=1).ping()
-        except redis.ConnectionError:
-            return False
-
-    def stop(self) -> None:
-        stop(self.process)
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from webtest import TestApp
 
 from dev.models import File, Project
 from dev.tasks import wait_for_embedded_tasks
-from tests.devhost import (
+from dev.testing.devhost import (
     PASSWORD,
     ROOT,
     USERNAME,
@@ -37,13 +37,15 @@ from tests.devhost import (
     http_get,
     pending_count,
     pip_install,
+    run_tufjs,
     start_server,
     stop,
-    run_tufjs,
     twine_upload,
     verify_like_a_client,
     wait_until,
 )
+
+pytestmark = pytest.mark.e2e
 
 PROJECT = "tuf-e2e-demo"
 HTML_PAGE, JSON_PAGE = f"{PROJECT}/{PROJECT}.html", f"{PROJECT}/{PROJECT}.json"

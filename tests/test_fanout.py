@@ -12,10 +12,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dev.app import configure, initialize
+from dev.testing.devhost import start_dev_process, stop, wait_until
+from dev.testing.redis_server import RedisServer
+from dev.testing.tufclient import Client
 from tests.conftest import _postgres_database, make_settings
-from tests.devhost import start_dev_process, stop, wait_until
-from tests.test_e2e_distributed import RedisServer
-from tests.tufclient import Client
 from warehouse_tuf import bins
 from warehouse_tuf.interfaces import ITUFService
 from warehouse_tuf.models import RoleVersion
@@ -93,7 +93,8 @@ def test_workers_sign_disjoint_batches_then_one_snapshot_is_published(fan):
 def test_publish_fans_out_when_it_touches_many_bins(fan, tmp_path):
     coordinator, worker, paths, client = fan
     signed = []
-    coordinator.dispatch = lambda sent, now, renew: signed.extend(worker().sign_reserved_bins(b, now, renew) for b in sent)
+    coordinator.dispatch = lambda sent, now, renew: signed.extend(
+        worker().sign_reserved_bins(b, now, renew) for b in sent)
     more = add_targets(coordinator, tmp_path / "packages", 60)[40:]
     assert sum(signed) >= 4
     for path in more[:5]:

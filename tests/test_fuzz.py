@@ -1,102 +1,24 @@
-"""Hostile input, property-based (hypothesis): target paths, storage names, settings, ceremony
-payloads, and requests to the development host without the right credentials.
-
-Each property says: whatever the input, the parser either accepts something
-safe or refuses with its own one-line error, and never writes outside the
-storage root. ``python -m dev soak fuzz --examples N`` runs these same
-properties with N examples each.
+"""Hostile input: the properties of dev/testing/fuzz.py (the fuzz soak runs them with many
+more examples), the bounds they probe, and the counterexamples they found.
 """
 
 from __future__ import annotations
 
-import atexit
-import base64
-import functools
 import json
-import shutil
-import tempfile
-import urllib.parse
-from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
-from webtest import TestApp
 
-from dev.models import File, JournalEntry, Project, Release
-from dev.tasks import wait_for_embedded_tasks
-from tests.devhost import dev_config
-
+from dev.testing.fuzz import ADMIN_ROUTES, PROPERTIES, READ_ROUTES, WRITE_ROUTES, access_host, one_line, valid_payload
 from warehouse_tuf import ceremony, signing
-from warehouse_tuf.models import MAX_TARGET_PATH_BYTES, PendingChange, utcnow
-from warehouse_tuf.settings import MAX_SETTING_LENGTH, SETTINGS, ConfigurationError, TUFSettings
+from warehouse_tuf.models import MAX_TARGET_PATH_BYTES
+from warehouse_tuf.settings import MAX_SETTING_LENGTH, ConfigurationError, TUFSettings
 from warehouse_tuf.storage import LocalStorage, StorageError
-from warehouse_tuf.targets import InvalidTargetError, page_paths, prefixed_name, validate_path
+from warehouse_tuf.targets import InvalidTargetError, page_paths, validate_path
 
-FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-_SEGMENTS = ["..", ".", "", "a", "pkg", "x-1.0.whl", "\\", "..\\..", "%2e%2e", "~", "\x00", "\n",
-             "é", "\u202e", " ", "C:", "/", "a" * 120, "\ud800"]
-hostile_paths = st.one_of(
-    st.text(max_size=80),
-    st.lists(st.sampled_from(_SEGMENTS), max_size=10).map("/".join),
-    st.binary(max_size=80),
-    st.integers(min_value=0, max_value=MAX_TARGET_PATH_BYTES).map(lambda n: "a/" + "b" * n),
-)
-
-
-def one_line(exc: Exception) -> None:
-    message = str(exc)
-    assert message and "\n" not in message, f"not a one-line error: {message!r}"
-
-
-def assert_inside(jail: Path, root: Path) -> None:
-    """Nothing but the storage root ever appears in the folder that holds it."""
-    assert [p.name for p in jail.iterdir()] == [root.name]
-
-
-@FUZZ
-@given(hostile_paths)
-def test_target_path_is_accepted_only_when_safe_and_never_escapes_storage(path):
-    try:
-        accepted = validate_path(path)
-    except InvalidTargetError as exc:
-        one_line(exc)
-        return
-    segments = accepted.split("/")
-    assert not accepted.startswith("/") and "\\" not in accepted
-    assert all(s not in ("", ".", "..") for s in segments)
-    assert len(accepted.encode("utf-8")) <= MAX_TARGET_PATH_BYTES
-    with tempfile.TemporaryDirectory() as jail:
-        root = Path(jail) / "root"
-        storage = LocalStorage(root)
-        for name in (accepted, prefixed_name(accepted, "ab" * 32)):
-            try:
-                storage.put(name, b"x")
-            except OSError as exc:  # e.g. a segment longer than the filesystem allows
-                assert not isinstance(exc, StorageError), f"a valid target path was refused: {exc}"
-                continue
-            written = (root / name).resolve()
-            assert written.is_relative_to(root.resolve()) and written.read_bytes() == b"x"
-        assert_inside(Path(jail), root)
-
-
-@FUZZ
-@given(st.one_of(st.text(max_size=80), st.lists(st.sampled_from(_SEGMENTS), max_size=8).map("/".join)))
-def test_storage_never_writes_outside_its_root(name):
-    with tempfile.TemporaryDirectory() as jail:
-        root = Path(jail) / "root"
-        root.mkdir()
-        (root / "escape").symlink_to(jail)  # a symlinked folder inside pointing outside
-        storage = LocalStorage(root)
-        try:
-            storage.put(name, b"x")
-        except OSError as exc:
-            one_line(exc)
-        else:
-            assert (root / name).resolve().is_relative_to(root.resolve())
-        assert sorted(p.name for p in Path(jail).iterdir()) == ["root"]
+# Each property is a test here, with the examples of dev.testing.fuzz.FUZZ (pytest collects
+# what the module holds under a test_ name).
+for _name, _property in PROPERTIES.items():
+    globals()[f"test_{_name}"] = _property
 
 
 def test_storage_refuses_a_name_through_a_symlink_pointing_outside(tmp_path):
@@ -118,106 +40,10 @@ def test_oversize_target_path_is_refused_at_the_documented_bound():
         page_paths("p" * MAX_TARGET_PATH_BYTES)
 
 
-_SETTING_KEYS = [s.key for s in SETTINGS]
-_ENVVARS = [s.envvar for s in SETTINGS]
-setting_values = st.one_of(
-    st.text(max_size=40), st.integers(), st.booleans(), st.none(), st.floats(),
-    st.lists(st.text(max_size=8), max_size=3),
-    st.sampled_from(["0", "-1", "1d", "0s", "99999999999999999999d", "3", "16384", "1e9", "nan",
-                     "inf", "production", "sha512", " 6h ", "1.5", "x" * (MAX_SETTING_LENGTH + 1)]),
-)
-
-
-@FUZZ
-@given(st.dictionaries(st.sampled_from(_SETTING_KEYS), setting_values, max_size=6),
-       st.dictionaries(st.sampled_from(_ENVVARS), st.text(max_size=30), max_size=4))
-def test_settings_parse_or_fail_with_one_line_naming_the_setting(given_settings, environ):
-    try:
-        parsed = TUFSettings.from_settings(given_settings, environ=environ)
-    except ConfigurationError as exc:
-        one_line(exc)
-        assert "tuf." in str(exc)
-        return
-    assert parsed.bin_count == 2 ** parsed.bin_bits
-    assert "sha256" in parsed.hash_algorithms
-    # No accepted configuration lets an online role expire before a refresh re-signs it.
-    assert parsed.refresh_window >= 2 * parsed.refresh_interval
-    for role in ("timestamp", "snapshot", "bins"):
-        assert parsed.expiry[role] > parsed.refresh_window + parsed.refresh_interval
-
-
 def test_oversize_setting_is_refused_at_the_documented_bound():
     TUFSettings.from_settings({"tuf.metadata_url": "u" * MAX_SETTING_LENGTH}, environ={})
     with pytest.raises(ConfigurationError, match=f"longer than {MAX_SETTING_LENGTH}"):
         TUFSettings.from_settings({}, environ={"TUF_METADATA_URL": "u" * (MAX_SETTING_LENGTH + 1)})
-
-
-@functools.cache
-def valid_payload() -> bytes:
-    """A complete, signed bootstrap payload (one key for every role)."""
-    with tempfile.TemporaryDirectory() as keys:
-        key = signing.generate_key_file(Path(keys) / "key.pem")
-        signer = signing.load_key_file(Path(keys) / "key.pem")
-    spec = ceremony.RoleSpec([key], 1)
-    now = utcnow()
-    root, targets = ceremony.build_roles(
-        root=spec, targets=spec, online=spec, bin_bits=4, bin_prefix="bins",
-        root_expires=now.replace(year=now.year + 1), targets_expires=now.replace(year=now.year + 1),
-    )
-    root.sign(signer)
-    targets.sign(signer)
-    return ceremony.Payload(root=root, targets=targets).to_bytes()
-
-
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
-    max_leaves=8,
-)
-
-
-def check_payload(data: bytes) -> None:
-    """A payload is either refused with a one-line CeremonyError or fully reportable."""
-    try:
-        payload = ceremony.Payload.from_bytes(data)
-        problems = payload.problems()
-        payload.report()
-    except ceremony.CeremonyError as exc:
-        one_line(exc)
-        return
-    assert all(isinstance(p, str) and "\n" not in p for p in problems)
-
-
-@FUZZ
-@given(st.one_of(st.binary(max_size=200), json_values.map(lambda v: json.dumps(v).encode())))
-def test_arbitrary_bytes_are_not_a_ceremony_payload(data):
-    check_payload(data)
-
-
-@FUZZ
-@given(st.data())
-def test_a_mutated_ceremony_payload_is_refused_or_reported(data):
-    obj = json.loads(valid_payload())
-    node = obj
-    while True:  # walk down to a random field, then replace, delete or add there
-        keys = list(node) if isinstance(node, dict) else list(range(len(node)))
-        if not keys:
-            break
-        key = data.draw(st.sampled_from(keys))
-        if isinstance(node[key], (dict, list)) and node[key] and data.draw(st.booleans()):
-            node = node[key]
-            continue
-        action = data.draw(st.sampled_from(["replace", "delete", "add"]))
-        if action == "replace":
-            node[key] = data.draw(json_values)
-        elif action == "delete":
-            del node[key]
-        elif isinstance(node, dict):
-            node[data.draw(st.text(max_size=8))] = data.draw(json_values)
-        else:
-            node.append(data.draw(json_values))
-        break
-    check_payload(json.dumps(obj).encode())
 
 
 def test_the_unmutated_payload_has_no_problems():
@@ -233,112 +59,10 @@ def test_oversize_ceremony_payload_is_refused_at_the_documented_bound(tmp_path):
         ceremony.Payload.from_file(oversize)
 
 
-# -- access: the development host's endpoints under hostile requests ------------------------
-
-SECRET = b"outside every storage root"
-GOOD_AUTH = "Basic " + base64.b64encode(b"tuf-dev:tuf-dev").decode()
-WRITE_ROUTES = {"legacy.upload", "manage.project", "manage.release", "manage.file", "manage.release.yank",
-                "manage.release.unyank"}
-READ_ROUTES = {"simple.index", "simple.detail", "simple.stored", "packages", "tuf.metadata"}
-#: Read-only, for the admins alone (dev.admins): 401 without the account's credentials.
-ADMIN_ROUTES = {"admin.tuf"}
-METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-
-
-@functools.cache
-def access_host() -> tuple:
-    """An embedded host with one uploaded file, and a secret file beside its storage roots."""
-    data = Path(tempfile.mkdtemp(prefix="tuf-access-"))
-    atexit.register(shutil.rmtree, data, True)
-    config = dev_config(data, f"sqlite:///{data / 'index.sqlite'}")
-    app = TestApp(config.make_wsgi_app())
-    filename = "demo-1.0-py3-none-any.whl"
-    app.post("/legacy/", {":action": "file_upload", "name": "demo", "version": "1.0",
-                          "filetype": "bdist_wheel", "pyversion": "py3"},
-             upload_files=[("content", filename, b"demo wheel")], headers={"Authorization": GOOD_AUTH})
-    wait_for_embedded_tasks(config.registry["celery.app"])
-    (data / "secret.txt").write_bytes(SECRET)
-    with Session(config.registry["sqlalchemy.engine"]) as session:
-        path = session.scalar(select(File.path))
-    page = json.loads(app.get("/tuf/metadata/timestamp.json").body)  # the host serves metadata
-    assert page["signed"]["version"] >= 2
-    urls = {
-        "legacy.upload": "/legacy/", "manage.project": "/manage/project/demo/",
-        "manage.release": "/manage/project/demo/release/1.0/",
-        "manage.file": f"/manage/project/demo/release/1.0/file/{filename}",
-        "manage.release.yank": "/manage/project/demo/release/1.0/yank/",
-        "manage.release.unyank": "/manage/project/demo/release/1.0/unyank/",
-        "simple.index": "/simple/", "simple.detail": "/simple/demo/",
-        "simple.stored": f"/simple/demo/{next((data / 'tuf-simple' / 'demo').glob('*.demo.html')).name}",
-        "packages": f"/packages/{path}",
-        "tuf.metadata": "/tuf/metadata/1.root.json",
-        "admin.tuf": "/admin/tuf/",
-    }
-    return config, app, data, urls
-
-
-def host_state(config, data: Path) -> tuple:
-    """Everything a write would change: the host's rows, pending changes, stored bytes."""
-    engine = config.registry["sqlalchemy.engine"]
-    with Session(engine) as session:
-        rows = tuple(session.scalar(select(func.count()).select_from(model))
-                     for model in (Project, Release, File, JournalEntry, PendingChange))
-    stored = tuple(sorted((str(p.relative_to(data)), p.stat().st_size) for p in data.rglob("*")
-                          if p.is_file() and p.suffix not in (".sqlite", ".sqlite-wal", ".sqlite-shm")))
-    return rows, stored
-
-
 def test_every_route_is_classified_as_write_or_read_only():
     config, *_ = access_host()
     routes = {entry["introspectable"]["name"] for entry in config.registry.introspector.get_category("routes")}
     assert routes == WRITE_ROUTES | READ_ROUTES | ADMIN_ROUTES
-
-
-credentials = st.one_of(
-    st.none(),
-    st.tuples(st.text(max_size=12), st.text(max_size=12)).filter(lambda c: c != ("tuf-dev", "tuf-dev"))
-    .map(lambda c: "Basic " + base64.b64encode(f"{c[0]}:{c[1]}".encode()).decode()),
-    st.sampled_from(["Basic", "Basic !!!", "Basic dHVmLWRldg==", "Bearer tuf-dev", "basic  ",
-                     "Basic " + base64.b64encode(b"tuf-dev:tuf-dev ").decode(),
-                     "Basic " + base64.b64encode(b"TUF-DEV:tuf-dev").decode()]),
-    st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=40),
-)
-
-
-@FUZZ
-@given(st.sampled_from(sorted(WRITE_ROUTES | READ_ROUTES | ADMIN_ROUTES)), st.sampled_from(METHODS), credentials)
-def test_no_request_without_the_right_credentials_changes_anything(route, method, authorization):
-    config, app, data, urls = access_host()
-    before = host_state(config, data)
-    headers = {"Authorization": authorization} if authorization is not None else {}
-    params = {":action": "file_upload", "name": "demo", "version": "2.0", "filetype": "bdist_wheel"}
-    if method == "POST":
-        response = app.post(urls[route], params, upload_files=[("content", "demo-2.0-py3-none-any.whl", b"x")],
-                            headers=headers, expect_errors=True)
-    else:
-        response = app.request(urls[route], method=method, headers=headers, expect_errors=True)
-    if route in WRITE_ROUTES:
-        assert response.status_int == 403, (route, method, response.status)
-    elif route in ADMIN_ROUTES and method in ("GET", "HEAD"):
-        assert response.status_int == 401, (route, method, response.status)
-    elif method in ("GET", "HEAD"):
-        assert response.status_int == 200, (route, method, response.status)
-    else:
-        assert 400 <= response.status_int < 500, (route, method, response.status)
-    wait_for_embedded_tasks(config.registry["celery.app"])
-    assert host_state(config, data) == before
-
-
-@FUZZ
-@given(st.sampled_from(["/packages/", "/tuf/metadata/", "/simple/demo/"]),
-       st.one_of(st.lists(st.sampled_from(["..", ".", "secret.txt", "%2e%2e", "..%2f", "tuf-metadata",
-                                           "packages", "index.sqlite", ""]), max_size=6).map("/".join),
-                 st.text(max_size=40)))
-def test_read_only_endpoints_never_serve_a_file_outside_their_storage(prefix, path):
-    config, app, data, _ = access_host()
-    response = app.get(prefix + urllib.parse.quote(path, safe="/%"), expect_errors=True)
-    assert response.status_int in (200, 301, 404), response.status
-    assert SECRET not in response.body and b"SQLite format" not in response.body
 
 
 # -- counterexamples the properties found, kept as regression tests ------------------------
@@ -371,10 +95,20 @@ def test_payload_counterexamples_are_one_line_ceremony_errors(mutate, message):
     one_line(refused.value)
 
 
+@pytest.mark.parametrize("where", ["targets", "root"])
+def test_online_keys_refuses_a_key_id_that_is_not_a_string(where):
+    payload = ceremony.Payload.from_bytes(valid_payload())
+    role = (payload.targets.signed.delegations.succinct_roles if where == "targets"
+            else payload.root.signed.roles["timestamp"])
+    role.keyids[0] = None
+    with pytest.raises(signing.SigningError, match="lists a key id that is not a string: \\[None\\]") as refused:
+        signing.online_keys(payload.root.signed, payload.targets.signed)
+    one_line(refused.value)
+
+
 def test_online_keys_refuses_a_root_trusting_an_undefined_key():
     payload = ceremony.Payload.from_bytes(valid_payload())
     root = payload.root.signed
     root.keys.clear()
     with pytest.raises(signing.SigningError, match="does not define"):
         signing.online_keys(root, payload.targets.signed)
-

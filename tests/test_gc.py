@@ -6,10 +6,10 @@ import datetime
 import json
 import logging
 
-from tests.keyholders import run
+from dev.testing.tufclient import Client
 from tests.conftest import make_configurator
+from tests.keyholders import run
 from tests.test_services import publish_file, snapshot_of
-from tests.tufclient import Client
 from warehouse_tuf.cli import service
 from warehouse_tuf.models import utcnow
 

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from tests.devhost import ROOT, dev_config
-from tests.tufclient import Client
+from dev.testing.devhost import ROOT, dev_config
+from dev.testing.tufclient import Client
 
 BINS = 256
 
@@ -45,6 +45,7 @@ def host(tmp_path):
     return config, data, env
 
 
+@pytest.mark.slow
 def test_resign_bins_and_recover_draw_a_bar_on_a_terminal(host):
     config, data, env = host
     code, stdout, terminal = on_terminal(["tuf", "resign-bins"], env)
@@ -57,6 +58,7 @@ def test_resign_bins_and_recover_draw_a_bar_on_a_terminal(host):
     assert Client(data / "tuf-metadata").refresh()  # a client refreshes from what recover wrote
 
 
+@pytest.mark.slow
 def test_refresh_draws_a_bar_and_a_pipe_gets_none(host):
     config, data, env = host
     due = {**env, "TUF_REFRESH_WINDOW": "3d", "TUF_EXPIRY_BINS": "5d", "TUF_EXPIRY_SNAPSHOT": "5d",

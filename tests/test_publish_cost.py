@@ -20,9 +20,9 @@ from sqlalchemy import create_engine, event, select
 from sqlalchemy.orm import Session
 from tuf.api.metadata import MetaFile, Snapshot
 
+from dev.testing.tufclient import Client
 from tests.conftest import make_settings
 from tests.test_services import publish_file, snapshot_of
-from tests.tufclient import Client
 from warehouse_tuf import targets as targetlib
 from warehouse_tuf.migrations import upgrade
 from warehouse_tuf.models import RoleVersion, Target
@@ -157,6 +157,7 @@ _STEPS = st.lists(
 )
 
 
+@pytest.mark.slow
 @hypothesis_settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=_STEPS)
 def test_snapshot_bytes_equal_a_build_from_every_row_after_any_publishes(steps, tmp_path_factory):

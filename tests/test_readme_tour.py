@@ -17,7 +17,11 @@ import signal
 import subprocess
 from pathlib import Path
 
-from tests.devhost import ROOT, HTTPClient, free_port, http_get, wait_until
+import pytest
+
+from dev.testing.devhost import ROOT, HTTPClient, free_port, http_get, wait_until
+
+pytestmark = pytest.mark.e2e
 
 TOUR_BLOCK = re.compile(r"<!-- tour: (?P<name>[\w-]+) -->\n```sh\n(?P<body>.*?)```", re.S)
 WHEEL_LINE = re.compile(r"^(?P<path>[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{60}/tuf_demo-1\.0-py3-none-any\.whl)  \d+  "

@@ -11,9 +11,9 @@ import shutil
 import pytest
 from tuf.api.metadata import Metadata
 
-from tests.keyholders import make_holder, next_payload, public_key as key, v1_payload
-from tests.tufclient import Client
+from dev.testing.tufclient import Client
 from tests.conftest import make_settings
+from tests.keyholders import make_holder, next_payload, public_key as key, v1_payload
 from warehouse_tuf import ceremony
 from warehouse_tuf.services import TUFManager
 from warehouse_tuf.storage import LocalStorage

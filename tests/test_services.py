@@ -12,17 +12,11 @@ from sqlalchemy import func, select
 from tuf.api import exceptions as tuf_exceptions
 from tuf.api.metadata import Metadata, SuccinctRoles
 
+from dev.testing.tufclient import Client
 from tests.conftest import make_settings
-from tests.tufclient import Client
 from warehouse_tuf import targets as targetlib
 from warehouse_tuf.models import PendingChange, RoleVersion, Target
-from warehouse_tuf.services import (
-    BootstrapError,
-    NotBootstrappedError,
-    RepositoryError,
-    StorageAheadError,
-    TUFManager,
-)
+from warehouse_tuf.services import BootstrapError, NotBootstrappedError, RepositoryError, StorageAheadError, TUFManager
 from warehouse_tuf.signing import SigningError, generate_key_file, load_key_file
 from warehouse_tuf.storage import LocalStorage
 
@@ -152,6 +146,7 @@ def test_bin_index_matches_python_tuf():
             assert roles.get_role_for_target(path) == targetlib.bin_name(targetlib.bin_index(path, bits), bits, "bins")
 
 
+@pytest.mark.slow
 def test_snapshot_of_16384_bins_is_under_1_mb(db, tmp_path):
     settings = make_settings(tmp_path, **{"tuf.bin_count": 16384})
     manager = TUFManager(db, settings, LocalStorage(tmp_path / "m"), LocalStorage(tmp_path / "s"))
@@ -168,7 +163,8 @@ def test_publish_then_client_downloads_and_removed_target_is_gone(repo, db, meta
     targets_dir = tmp_path / "packages"
     client = Client(metadata_dir, targets_dir)
     client.refresh()
-    first = publish_file(repo, targets_dir, "alpha-1.0-py3-none-any.whl", b"alpha wheel", project="alpha", release="1.0")
+    first = publish_file(repo, targets_dir, "alpha-1.0-py3-none-any.whl", b"alpha wheel",
+                         project="alpha", release="1.0")
     second = publish_file(repo, targets_dir, "beta-2.0.tar.gz", b"beta sdist", project="beta", release="2.0")
     db.commit()
     result = repo.publish()
@@ -205,6 +201,7 @@ def test_release_and_project_removal_drop_their_targets(repo, db, metadata_dir, 
     assert client.download(b1) == b"b1"
 
 
+@pytest.mark.slow
 def test_a_thousand_additions_make_one_snapshot_and_touch_only_their_bins(db, tmp_path):
     settings = make_settings(tmp_path, **{"tuf.bin_count": 4096})
     repo = TUFManager(db, settings, LocalStorage(tmp_path / "m"), LocalStorage(tmp_path / "s"))
@@ -249,7 +246,7 @@ def test_refresh_resigns_expiring_roles_and_client_follows(repo, db, metadata_di
     db.expire_all()
     for row in db.scalars(select(RoleVersion).where(RoleVersion.name.in_(result.bins))):
         assert row.version == 2
-        assert row.expires > datetime.datetime.now(datetime.timezone.utc) + settings.expiry["bins"] * 0.99
+        assert row.expires > datetime.datetime.now(datetime.UTC) + settings.expiry["bins"] * 0.99
     # nothing due any more within the same window
     assert repo.refresh(window=datetime.timedelta(hours=1)).bins == []
 
@@ -259,7 +256,8 @@ def test_status_reports_versions_pending_and_last_publish(repo, db):
     db.commit()
     report = repo.status()
     assert report["bootstrapped"] and report["pending"] == 1 and report["problems"] == []
-    assert {r["role"]: r["version"] for r in report["roles"]} == {"root": 1, "targets": 1, "snapshot": 1, "timestamp": 1}
+    versions = {r["role"]: r["version"] for r in report["roles"]}
+    assert versions == {"root": 1, "targets": 1, "snapshot": 1, "timestamp": 1}
     assert report["bins"]["count"] == 16
     repo.publish()
     report = repo.status()
@@ -320,6 +318,7 @@ def test_client_rejects_a_tampered_target_file(repo, db, metadata_dir, tmp_path)
 # -- bad input changes nothing ---------------------------------------------------------
 
 
+@pytest.mark.one_database
 @pytest.mark.parametrize(
     ("path", "hashes", "message"),
     [
@@ -347,7 +346,7 @@ def test_bad_targets_are_refused_and_change_nothing(repo, db, metadata_dir, path
 
 def _offline_keys(tmp_path, manager, overrides=None):
     keys = {name: load_key_file(_keyfile(tmp_path, name)) for name in ("root1", "root2", "targets", "online")}
-    args = dict(
+    args = dict(  # noqa: C408 (keyword arguments read as the call they are for)
         root_keys=[keys["root1"].public_key, keys["root2"].public_key], root_threshold=2,
         targets_keys=[keys["targets"].public_key], targets_threshold=1,
         online_keys=[keys["online"].public_key], online_threshold=1,
@@ -399,15 +398,15 @@ def test_bad_bootstraps_are_refused_and_change_nothing(db, tmp_path):
     manager = _manager_with_online(db, tmp_path, [f"file2:{online}"])
     metadata_dir = tmp_path / "metadata"
     stranger = load_key_file(_keyfile(tmp_path, "stranger"))
-    past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=1)
+    past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)
 
     def expired_root(keys):
         return {"sign_with": []}
 
     cases = []
     # an online key that root does not trust
-    cases.append(("untrusted online", _offline_keys(tmp_path, manager, lambda k: {"online_keys": [stranger.public_key]})[1],
-                  SigningError, "cannot sign for trusted key"))
+    untrusted = _offline_keys(tmp_path, manager, lambda k: {"online_keys": [stranger.public_key]})[1]
+    cases.append(("untrusted online", untrusted, SigningError, "cannot sign for trusted key"))
     # root not signed to its threshold
     cases.append(("threshold", _offline_keys(tmp_path, manager, lambda k: {"sign_with": [k["root1"]]})[1],
                   BootstrapError, "signed by 1 of the 2 keys"))
@@ -573,7 +572,7 @@ def test_page_targets_are_signed_and_stored_under_hash_prefixed_names(db, tmp_pa
     db.commit()
     manager.publish()
     client = Client(tmp_path / "metadata", simple=tmp_path / "simple")
-    from tests.tufclient import SIMPLE_URL
+    from dev.testing.tufclient import SIMPLE_URL
 
     assert client.download("demo/demo.html", target_base_url=SIMPLE_URL, prefix=True) == b"<html>demo</html>"
     assert client.download("demo/demo.json", target_base_url=SIMPLE_URL, prefix=True) == b'{"name": "demo"}'

@@ -1,4 +1,5 @@
-"""Settings checked together: refresh cadence, refresh window and online expiries."""
+"""Settings: one declaration each (a TUFSettings field) from which reading, the environment
+variable and the description derive; settings checked together (refresh cadence, window, expiries)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,42 @@ from pyramid.config import Configurator
 from sqlalchemy.orm import Session
 
 from warehouse_tuf import tasks
-from warehouse_tuf.settings import ConfigurationError, TUFSettings
+from warehouse_tuf.settings import SETTINGS, ConfigurationError, TUFSettings, describe
+
+
+def test_every_field_is_read_from_its_declared_settings_and_their_environment_variables():
+    """Each setting, given in the environment only, reaches its field: nothing is declared twice."""
+    values = {"tuf.env": "development", "tuf.bin_count": "32", "tuf.bin_name_prefix": "b", "tuf.hash_algorithms":
+              "sha256 sha512", "tuf.refresh_window": "7h", "tuf.refresh_interval": "6m", "tuf.publish_interval": "2m",
+              "tuf.bin_expiry_spread": "0.25", "tuf.retention": "8d", "tuf.online_signers": "file2:/k",
+              "tuf.publish_batch_limit": "7", "tuf.lock_timeout": "11m", "tuf.fan_out_batch": "9",
+              "tuf.enabled": "false", "tuf.session_class": "host.db.Session"}
+    environ = {setting.envvar: values.get(setting.key, f"{setting.key}-x") for setting in SETTINGS}
+    roles = ("root", "targets", "bins", "snapshot", "timestamp")
+    environ.update({f"TUF_EXPIRY_{role.upper()}": "3d" for role in roles})
+    parsed = TUFSettings.from_settings({}, environ=environ)
+    assert (parsed.env, parsed.bin_count, parsed.bin_name_prefix, parsed.hash_algorithms) == (
+        "development", 32, "b", ("sha256", "sha512"))
+    assert parsed.expiry == dict.fromkeys(roles, datetime.timedelta(days=3))
+    assert (parsed.refresh_window, parsed.refresh_interval, parsed.publish_interval, parsed.retention,
+            parsed.lock_timeout) == (datetime.timedelta(hours=7), datetime.timedelta(minutes=6),
+                                     datetime.timedelta(minutes=2), datetime.timedelta(days=8),
+                                     datetime.timedelta(minutes=11))
+    assert (parsed.bin_expiry_spread, parsed.online_signers, parsed.publish_batch_limit, parsed.fan_out_batch,
+            parsed.enabled, parsed.session_class) == (0.25, ("file2:/k",), 7, 9, False, "host.db.Session")
+    assert (parsed.dev_keys_path, parsed.storage_backend, parsed.storage_path, parsed.simple_backend,
+            parsed.simple_path, parsed.metadata_url, parsed.simple_renderer, parsed.metrics_interface) == (
+        "tuf.dev_keys_path-x", "tuf.storage.backend-x", "tuf.storage.path-x", "tuf.simple.backend-x",
+        "tuf.simple.path-x", "tuf.metadata_url-x", "tuf.simple_renderer-x", "tuf.metrics_interface-x")
+    assert parsed.models == {name: f"tuf.models.{name}-x" for name in ("project", "release", "file", "journal")}
+    assert [key for key, *_ in describe()] == [setting.key for setting in SETTINGS]
+    assert len({setting.key for setting in SETTINGS}) == len(SETTINGS) == 32
+
+
+@pytest.mark.parametrize("value", ["warehouse db", "warehouse..Session", "1warehouse.Session"])
+def test_a_session_class_that_is_no_dotted_name_is_refused(value):
+    with pytest.raises(ConfigurationError, match=r"tuf.session_class \(TUF_SESSION_CLASS\) = .*not a dotted name"):
+        TUFSettings.from_settings({}, environ={"TUF_SESSION_CLASS": value})
 
 
 def test_the_defaults_are_accepted():

@@ -23,6 +23,8 @@ from dev.soak.restore import run_restore
 from warehouse_tuf.services import RepositoryError
 from warehouse_tuf.storage import LocalStorage
 
+pytestmark = pytest.mark.soak
+
 
 def assert_clean(report, *, checks: int) -> None:
     assert report.problems == []
@@ -30,14 +32,14 @@ def assert_clean(report, *, checks: int) -> None:
     assert report.checks >= checks
 
 
-@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def test_crash_at_random_points_of_publish_refresh_backfill_and_rotation(database):
     report = run_crash(4, database=database, seed=7)
     assert_clean(report, checks=4 * 7)
     assert sum(report.details["kills"].values()) >= 1  # the seed makes at least one real kill
 
 
-@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def test_restore_from_an_older_backup_is_refused_then_recovered(database):
     # The second trial rotates the online key after its backup: the refusal must
     # still name the restore, not the signer configured for the newer root.
@@ -58,12 +60,14 @@ def test_storage_full_or_read_only_fails_cleanly_then_publishes():
     assert sum(report.details["failed_publishes"].values()) >= 2  # outages that really failed a publish
 
 
+@pytest.mark.postgres
 def test_database_connections_dropped_mid_publish_are_retried():
     report = run_database_outage(6, seed=4)
     assert_clean(report, checks=6 * 5)
     assert sum(report.details["backends_terminated"].values()) >= 1
 
 
+@pytest.mark.postgres
 def test_concurrent_uploads_and_deletes_through_a_broker_outage():
     report = run_concurrency(120, uploaders=4, workers=2, bins=16, seed=5, outage=4)
     assert_clean(report, checks=10)
@@ -92,6 +96,7 @@ def test_recover_refuses_what_it_cannot_resume_from_and_rebuilds_a_lost_timestam
         engine.dispose()
 
 
+@pytest.mark.postgres
 def test_a_publisher_that_lost_its_lock_and_was_overtaken_writes_no_older_timestamp():
     """Found by the database outage harness: A's lock connection dies, B publishes, then A goes on."""
     with sandbox("postgresql") as box:

@@ -59,7 +59,7 @@ def test_put_and_put_many_fsync_each_file_and_directory_never_the_host(tmp_path,
                    storage.base / "deep" / "er", storage.base / "deep" / "er" / "still"}
     for directory in directories:
         assert fsynced[identity(directory)] is True, directory
-    assert not [p for p in storage.base.rglob(".tmp-*")]
+    assert not list(storage.base.rglob(".tmp-*"))
 
 
 def test_a_failed_write_publishes_nothing_and_leaves_no_temporary_file(tmp_path, no_global_sync, monkeypatch):

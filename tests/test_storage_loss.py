@@ -7,10 +7,10 @@ import shutil
 
 from sqlalchemy import create_engine, insert, select
 
+from dev.testing.tufclient import Client
 from tests.conftest import make_configurator, make_settings
 from tests.keyholders import make_holder, next_payload, public_key, run, v1_payload
 from tests.test_services import publish_file, snapshot_of
-from tests.tufclient import Client
 from warehouse_tuf.migrations import upgrade
 from warehouse_tuf.models import OfflineRoleVersion, RoleVersion, utcnow
 from warehouse_tuf.services import TUFManager

@@ -18,15 +18,10 @@ from sqlalchemy.orm import Session
 from tuf.api import exceptions as tuf_exceptions
 
 from dev.files import LocalFileStorage
-from tests.devhost import HTTPClient, dev_config, run_tufjs, start_server, stop
+from dev.testing.devhost import HTTPClient, dev_config, run_tufjs, start_server, stop
 from warehouse_tuf.services import TUFManager
 from warehouse_tuf.storage import LocalStorage
-from warehouse_tuf.targets import (
-    MAX_SEGMENT_BYTES,
-    InvalidTargetError,
-    page_paths,
-    validate_path,
-)
+from warehouse_tuf.targets import MAX_SEGMENT_BYTES, InvalidTargetError, page_paths, validate_path
 
 
 @pytest.mark.parametrize(("path", "reason"), [
@@ -88,7 +83,7 @@ portable_paths = st.lists(
     st.one_of(st.text(_PORTABLE_CHARACTERS, min_size=1, max_size=24),
               st.sampled_from(["~", "@", "a" * MAX_SEGMENT_BYTES, "con.d", "x.y.whl"])),
     min_size=1, max_size=4,
-).map("/".join).filter(lambda path: _accepted(path))
+).map("/".join).filter(lambda path: _accepted(path))  # noqa: PLW0108 (defined below)
 
 
 def _accepted(path: str) -> bool:
@@ -113,6 +108,7 @@ def served(tmp_path_factory):
     engine.dispose()
 
 
+@pytest.mark.e2e
 @settings(max_examples=4, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(paths=st.lists(portable_paths, min_size=1, max_size=6, unique_by=lambda p: p.split("/")[0]))

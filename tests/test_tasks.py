@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 import transaction
 from pyramid.scripting import prepare
@@ -10,9 +9,7 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from dev.tasks import EmbeddedBeat, wait_for_embedded_tasks
-from tests.devhost import (
-    add_file, dev_config, pending_count, store_served_file, verify_like_a_client, wait_until,
-)
+from dev.testing.devhost import add_file, dev_config, pending_count, store_served_file, verify_like_a_client, wait_until
 from warehouse_tuf import record_additions, tasks
 from warehouse_tuf.models import RoleVersion
 

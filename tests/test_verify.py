@@ -95,7 +95,7 @@ def test_files_are_sampled_by_default_from_the_derived_url_and_counted_exactly(p
 
 
 def test_a_server_that_is_down_is_one_plain_sentence(tmp_path):
-    from tests.devhost import free_port
+    from dev.testing.devhost import free_port
 
     url = f"http://127.0.0.1:{free_port()}/metadata/"
     result = run(None, "verify", url, ok=False)
@@ -137,7 +137,7 @@ def test_bin_rewritten_under_the_same_version_is_caught(published, served, metad
 
 def test_expired_timestamp_is_named(published, served, metadata_dir, settings):
     timestamp = Metadata.from_bytes((metadata_dir / "timestamp.json").read_bytes())
-    timestamp.signed.expires = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)
+    timestamp.signed.expires = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)
     timestamp.sign(online_signer(settings))
     (metadata_dir / "timestamp.json").write_bytes(timestamp.to_bytes())
     result = run(None, "verify", f"{served}/metadata", ok=False)

@@ -15,10 +15,10 @@ from alembic.migration import MigrationContext
 from sqlalchemy import MetaData, create_engine, inspect
 from sqlalchemy.orm import Session
 
+from dev.testing.tufclient import Client
 from tests.conftest import make_configurator, make_settings
 from tests.keyholders import run
 from tests.test_services import publish_file
-from tests.tufclient import Client
 from warehouse_tuf.migrations import VERSION_TABLE, include_name, upgrade
 from warehouse_tuf.services import TUFManager
 from warehouse_tuf.settings import TUFSettings

@@ -61,7 +61,8 @@ def record_additions(config: Any, session: Session, flush_context: Any) -> None:
     File = config.registry["tuf.models"][2]
     Journal = config.registry["tuf.journal_model"]
     algorithms = config.registry["tuf.settings"].hash_algorithms
-    rows, projects = [], {}
+    rows: list[pending.Row] = []
+    projects: dict[str, None] = {}
     for obj in session.new:
         if isinstance(obj, File):
             release = obj.release
@@ -91,7 +92,7 @@ def record_bulk_deletes(config: Any, state: ORMExecuteState) -> None:
     model = state.bind_mapper.class_
     if model not in (Project, Release, File):
         return
-    where = state.statement.whereclause
+    where = state.statement.whereclause  # type: ignore[attr-defined]  # a Delete here
     session = state.session
     rows = []
     if model is Project:
@@ -222,7 +223,7 @@ def includeme(config: Any) -> None:
     config.include("warehouse_tuf.admin")  # /admin/tuf/, for the host's admins
 
     if settings.enabled:
-        session_class = config.maybe_dotted(config.get_settings().get("tuf.session_class", "warehouse.db.Session"))
+        session_class = config.maybe_dotted(settings.session_class)
         listeners = (
             ("before_flush", record_removals),
             ("after_flush", record_additions),

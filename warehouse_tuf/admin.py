@@ -87,8 +87,12 @@ class BinGrid:
 
 
 def _palette() -> list[tuple[int, int, int]]:
-    steps = [tuple(round(near + (far - near) * step / (SHADES - 1)) for near, far in zip(_NEAR, _FAR))
-             for step in range(SHADES)]
+    def shade(step: int) -> tuple[int, int, int]:
+        red, green, blue = (round(near + (far - near) * step / (SHADES - 1))
+                            for near, far in zip(_NEAR, _FAR, strict=True))
+        return red, green, blue
+
+    steps = [shade(step) for step in range(SHADES)]
     return [_BACKGROUND, _EXPIRED, _MISSING, *steps]
 
 

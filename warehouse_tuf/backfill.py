@@ -8,8 +8,7 @@ from typing import Any
 
 from sqlalchemy import Select, func, select
 
-from warehouse_tuf import db, trust
-from warehouse_tuf import targets as targetlib
+from warehouse_tuf import db, targets as targetlib, trust
 from warehouse_tuf.db import TargetRow
 from warehouse_tuf.exceptions import RepositoryError
 from warehouse_tuf.locking import publish_lock

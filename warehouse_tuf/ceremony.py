@@ -26,13 +26,13 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from securesystemslib.signer import Key
 from tuf.api.metadata import Delegations, Metadata, Root, SuccinctRoles, Targets
 from tuf.api.serialization.json import JSONSerializer
 
-from warehouse_tuf import keyfiles, signing
-from warehouse_tuf import targets as targetlib
+from warehouse_tuf import keyfiles, signing, targets as targetlib
 from warehouse_tuf.clock import utcnow
 from warehouse_tuf.exceptions import CeremonyError
 
@@ -182,7 +182,10 @@ def next_roles(
     if not root_due and not targets_due:
         raise CeremonyError("nothing to change: give keys to add or remove, thresholds, or an expiry")
     new_root = new_targets = None
-    succinct = current_targets.signed.delegations.succinct_roles
+    delegations = current_targets.signed.delegations
+    succinct = delegations.succinct_roles if delegations is not None else None
+    if succinct is None:
+        raise CeremonyError(f"targets v{current_targets.signed.version} has no succinct hash-bin delegation")
     if root_due:
         expires = now + root_expiry if root_expiry else old.expires
         if expires <= now:
@@ -285,7 +288,7 @@ class Payload:
         return cls.from_bytes(data)
 
     def to_bytes(self) -> bytes:
-        obj = {FORMAT: FORMAT_VERSION}
+        obj: dict[str, Any] = {FORMAT: FORMAT_VERSION}
         for name in ("trusted_root", *OFFLINE_ROLES):
             md = getattr(self, name)
             obj[name] = md.to_dict() if md is not None else None
@@ -443,18 +446,18 @@ class Payload:
             problems.append(f"targets version is {self.targets.signed.version}, expected 1")
         if self.targets is not None:
             problems.extend(targets_shape_problems(self.targets.signed))
-        root = self.root_in_force
-        if root is not None and self.targets is not None:
+        in_force = self.root_in_force
+        if in_force is not None and self.targets is not None:
             try:
-                signing.online_keys(root, self.targets.signed)
+                signing.online_keys(in_force, self.targets.signed)
             except signing.SigningError as exc:
                 problems.append(str(exc))
-        elif root is not None and trusted is not None and self.targets is None:
+        elif in_force is not None and trusted is not None and self.targets is None:
             for role in ("targets", "snapshot"):
-                if _role_keys(root, role) != _role_keys(trusted, role):
+                if _role_keys(in_force, role) != _role_keys(trusted, role):
                     what = "targets keys" if role == "targets" else "online key"
                     problems.append(
-                        f"root v{root.version} changes the {what}: the payload must also hold the "
+                        f"root v{in_force.version} changes the {what}: the payload must also hold the "
                         "next targets (prepare both with 'tuf ceremony prepare')"
                     )
         return problems
@@ -477,13 +480,13 @@ def _role_keys(root: Root, role: str) -> tuple[frozenset[str], int]:
     return frozenset(root.roles[role].keyids), root.roles[role].threshold
 
 
-def _metadata_from_dict(name: str, obj: object, kind: type) -> Metadata | None:
+def _metadata_from_dict(name: str, obj: object, kind: type[Root] | type[Targets]) -> Metadata | None:
     if obj is None:
         return None
     if not isinstance(obj, dict) or not isinstance(obj.get("signatures"), list):
         raise CeremonyError(f"{name}: not a TUF metadata object (signed and signatures)")
     obj = copy.deepcopy(obj)
-    unique = []
+    unique: list[Any] = []
     for sig in obj["signatures"]:
         if sig in unique:
             continue  # the very same signature pasted twice counts once
@@ -495,7 +498,7 @@ def _metadata_from_dict(name: str, obj: object, kind: type) -> Metadata | None:
     obj["signatures"] = unique
     try:
         md = Metadata.from_dict(obj)
-        md.signed_bytes  # what signatures cover must be canonical JSON (no floats, say)
+        _ = md.signed_bytes  # what signatures cover must be canonical JSON (no floats, say)
     except Exception as exc:  # python-tuf raises ValueError, KeyError, TypeError...
         raise CeremonyError(f"{name}: not valid TUF metadata ({type(exc).__name__}: {exc})") from None
     if not isinstance(md.signed, kind):

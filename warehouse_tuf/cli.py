@@ -18,9 +18,13 @@ import contextlib
 import json
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from datetime import timedelta
+from typing import IO, TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
+
+if TYPE_CHECKING:
+    from securesystemslib.signer import Key
 
 T = TypeVar("T")
 
@@ -46,28 +50,61 @@ def service(config: Any) -> Iterator[Any]:
         env["closer"]()
 
 
-def _fail(exc: Exception | str, code: int = 1) -> None:
-    click.echo(f"error: {exc}", err=True)
-    sys.exit(code)
+class CommandError(click.ClickException):
+    """A command's error: one line, ``error: <message>``, on stderr; exit status 1."""
+
+    def __init__(self, message: object) -> None:
+        # One line whatever the message: logs and monitoring read the first line only.
+        super().__init__(" ".join(line.strip() for line in str(message).splitlines()))
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"error: {self.format_message()}", file=file, err=file is None)
+
+
+class UnreadableError(CommandError):
+    """Nothing could be read (the database, storage, or a server): exit status 2."""
+
+    exit_code = 2
+
+
+def _fail(message: Exception | str) -> NoReturn:
+    raise CommandError(message)
+
+
+#: What a command reports as a one-line error: repository, setting, signer, ceremony and
+#: storage problems (module -> its exception classes, subclasses included).
+EXTENSION_ERRORS = {
+    "warehouse_tuf.exceptions": ("RepositoryError", "CeremonyError"),
+    "warehouse_tuf.settings": ("ConfigurationError",),
+    "warehouse_tuf.signing": ("SigningError",),
+    "warehouse_tuf.storage": ("StorageError",),
+}
 
 
 def _errors() -> tuple[type[Exception], ...]:
-    """What a command reports as a one-line error: repository, setting, signer and ceremony problems."""
-    from warehouse_tuf.ceremony import CeremonyError
-    from warehouse_tuf.services import RepositoryError
-    from warehouse_tuf.settings import ConfigurationError
-    from warehouse_tuf.signing import SigningError
+    """The classes of :data:`EXTENSION_ERRORS` whose modules are imported: only those can have
+    been raised, and the offline ceremony's venv has no Pyramid to import the others with."""
+    return tuple(getattr(sys.modules[module], name) for module, names in EXTENSION_ERRORS.items()
+                 if module in sys.modules for name in names)
 
-    return RepositoryError, ConfigurationError, SigningError, CeremonyError
+
+class CommandGroup(click.Group):
+    """A group whose every command, nested groups included, reports the extension's errors
+    (:func:`_errors`) as one :class:`CommandError` line, never a traceback."""
+
+    group_class = type  # subgroups are CommandGroups too
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except _errors() as exc:
+            raise CommandError(exc) from None
 
 
 def _call(config: Any, operation: Callable[[Any], T]) -> T:
-    """``operation(service)``; a repository, setting or signer problem is a one-line error."""
-    try:
-        with service(config) as tuf_service:
-            return operation(tuf_service)
-    except _errors() as exc:
-        _fail(exc)
+    """``operation(service)`` with a scripting request's service."""
+    with service(config) as tuf_service:
+        return operation(tuf_service)
 
 
 class Progress:
@@ -98,14 +135,14 @@ class Progress:
             self.bar.render_finish()
             self.bar = None
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
 
-@click.group()
+@click.group(cls=CommandGroup)
 def tuf() -> None:
     """Manage the PEP 458 TUF repository."""
 
@@ -148,7 +185,7 @@ def _keys(keyids: list[str]) -> str:
 
 
 #: ``tuf status`` exit codes.
-STATUS_OK, STATUS_PROBLEMS, STATUS_UNREADABLE = 0, 1, 2
+STATUS_OK, STATUS_PROBLEMS, STATUS_UNREADABLE = 0, 1, UnreadableError.exit_code
 
 
 @tuf.command()
@@ -166,9 +203,9 @@ def status(config: Any, as_json: bool, deep: bool) -> None:
     try:
         with service(config) as tuf_service:
             report = tuf_service.status(deep=deep)
-    except Exception as exc:  # noqa: BLE001  any failure to read is exit 2, in one line
+    except Exception as exc:
         message = str(exc).splitlines()[0] if str(exc) else ""
-        _fail(f"cannot read the repository: {type(exc).__name__}: {message}", STATUS_UNREADABLE)
+        raise UnreadableError(f"cannot read the repository: {type(exc).__name__}: {message}") from None
     code = STATUS_PROBLEMS if report["problems"] else STATUS_OK
     if as_json:
         click.echo(json.dumps(report, sort_keys=True))
@@ -181,7 +218,7 @@ def status(config: Any, as_json: bool, deep: bool) -> None:
         click.echo(f"pending:     {report['pending']} change(s)")
         sys.exit(code)
     click.echo(f"metadata:    {report.get('metadata_url') or '(tuf.metadata_url is not set)'}")
-    click.echo(f"keys:        " + ("INSECURE development keys" if report.get("development_keys")
+    click.echo("keys:        " + ("INSECURE development keys" if report.get("development_keys")
                                    else "keys from a signing ceremony"))
     click.echo(f"{'role':<12} {'version':>8}  {'expires':<28} keys")
     for role in report["roles"]:
@@ -429,7 +466,7 @@ def _show_payload(payload: Any) -> list[str]:
     return problems
 
 
-@click.group()
+@click.group(cls=CommandGroup)
 def ceremony() -> None:
     """Offline signing of root and targets, one key holder after another (docs/ceremony.md)."""
 
@@ -448,13 +485,10 @@ def generate_key(output: str, public_output: str | None, scheme: str) -> None:
     public key with 'ceremony import-hsm-key' (securesystemslib cannot create
     keys inside an HSM).
     """
-    from warehouse_tuf import ceremony as ceremonylib, keyfiles
+    from warehouse_tuf import keyfiles
 
     public_output = public_output or keyfiles.public_key_path(output)
-    try:
-        key = keyfiles.generate_key(output, public_output, scheme)
-    except ceremonylib.CeremonyError as exc:
-        _fail(exc)
+    key = keyfiles.generate_key(output, public_output, scheme)
     click.echo(f"private key: {output} (keep it offline; sign with --key file2:{output})")
     click.echo(f"public key:  {public_output} (give this one to the coordinator)")
     click.echo(f"key id:      {short_keyid(key.keyid)}  ({key.keyid}, {key.keytype}/{key.scheme})")
@@ -471,12 +505,9 @@ def import_hsm_key(output: str) -> None:
     an ECDSA P-256 or P-384 key with PKCS#11 key id 2 (PIV slot 9c, "digital
     signature"), where securesystemslib's HSMSigner reads it.
     """
-    from warehouse_tuf import ceremony as ceremonylib, keyfiles
+    from warehouse_tuf import keyfiles
 
-    try:
-        uri, key = keyfiles.import_hsm_key(output)
-    except ceremonylib.CeremonyError as exc:
-        _fail(exc)
+    uri, key = keyfiles.import_hsm_key(output)
     click.echo(f"public key: {output}")
     click.echo(f"key id:     {short_keyid(key.keyid)}  ({key.keyid}, {key.keytype}/{key.scheme})")
     click.echo(f"sign with:  --key {uri}")
@@ -499,28 +530,26 @@ def import_hsm_key(output: str) -> None:
 @click.option("--root-expiry", default="365d", show_default=True, callback=_duration)
 @click.option("--targets-expiry", default="365d", show_default=True, callback=_duration)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True)
-def init(root_key, root_threshold, targets_key, targets_threshold, online_key, online_threshold,
-         bin_count, bin_prefix, root_expiry, targets_expiry, output) -> None:
+def init(root_key: list[Key], root_threshold: int, targets_key: list[Key], targets_threshold: int,
+         online_key: list[Key], online_threshold: int, bin_count: int, bin_prefix: str,
+         root_expiry: timedelta, targets_expiry: timedelta, output: str) -> None:
     """Write the unsigned root v1 and targets v1 payload."""
     from warehouse_tuf import ceremony as ceremonylib
     from warehouse_tuf.models import utcnow
 
-    try:
-        now = utcnow()
-        root, targets = ceremonylib.build_roles(
-            root=ceremonylib.RoleSpec(root_key, root_threshold),
-            targets=ceremonylib.RoleSpec(targets_key, targets_threshold),
-            online=ceremonylib.RoleSpec(online_key, online_threshold),
-            bin_bits=ceremonylib.bin_bits(bin_count), bin_prefix=bin_prefix,
-            root_expires=now + root_expiry, targets_expires=now + targets_expiry,
-        )
-        payload = ceremonylib.Payload(root=root, targets=targets)
-        problems = payload.shape_problems()
-        if problems:
-            raise ceremonylib.CeremonyError(problems[0])
-        _write_new(output, payload.to_bytes())
-    except ceremonylib.CeremonyError as exc:
-        _fail(exc)
+    now = utcnow()
+    root, targets = ceremonylib.build_roles(
+        root=ceremonylib.RoleSpec(root_key, root_threshold),
+        targets=ceremonylib.RoleSpec(targets_key, targets_threshold),
+        online=ceremonylib.RoleSpec(online_key, online_threshold),
+        bin_bits=ceremonylib.bin_bits(bin_count), bin_prefix=bin_prefix,
+        root_expires=now + root_expiry, targets_expires=now + targets_expiry,
+    )
+    payload = ceremonylib.Payload(root=root, targets=targets)
+    problems = payload.shape_problems()
+    if problems:
+        raise ceremonylib.CeremonyError(problems[0])
+    _write_new(output, payload.to_bytes())
     click.echo(f"wrote {output}: root v1 and targets v1, unsigned; digest {payload.digest()}")
 
 
@@ -544,36 +573,34 @@ def init(root_key, root_threshold, targets_key, targets_threshold, online_key, o
               help="The old targets or online keys are lost or compromised: the new targets needs "
                    "only the new targets keys (install then signs with the new online key alone).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True)
-def prepare(root_file, targets_file, add_root_key, remove_root_key, root_threshold, add_targets_key,
-            remove_targets_key, targets_threshold, online_key, online_threshold, root_expiry,
-            targets_expiry, without_old_keys, output) -> None:
+def prepare(root_file: str, targets_file: str, add_root_key: list[Key], remove_root_key: tuple[str, ...],
+            root_threshold: int | None, add_targets_key: list[Key], remove_targets_key: tuple[str, ...],
+            targets_threshold: int | None, online_key: list[Key], online_threshold: int | None,
+            root_expiry: timedelta | None, targets_expiry: timedelta | None, without_old_keys: bool,
+            output: str) -> None:
     """Write the unsigned next root and/or targets: key rotation, thresholds, renewal."""
     from tuf.api.metadata import Metadata
 
     from warehouse_tuf import ceremony as ceremonylib
-    from warehouse_tuf.signing import SigningError
 
-    try:
-        current = {}
-        for name, path in (("root", root_file), ("targets", targets_file)):
-            try:
-                current[name] = Metadata.from_file(path)
-            except Exception as exc:
-                raise ceremonylib.CeremonyError(f"{path}: not valid TUF metadata ({exc})") from None
-            if current[name].signed.type != name:
-                raise ceremonylib.CeremonyError(f"{path}: expected {name}, found {current[name].signed.type}")
-        root, targets = ceremonylib.next_roles(
-            current["root"], current["targets"],
-            add_root_keys=add_root_key, remove_root_keys=remove_root_key, root_threshold=root_threshold,
-            add_targets_keys=add_targets_key, remove_targets_keys=remove_targets_key,
-            targets_threshold=targets_threshold, online_keys=online_key,
-            online_threshold=online_threshold, root_expiry=root_expiry, targets_expiry=targets_expiry,
-        )
-        payload = ceremonylib.Payload(trusted_root=current["root"], root=root, targets=targets,
-                                      old_keys_unavailable=without_old_keys)
-        _write_new(output, payload.to_bytes())
-    except (ceremonylib.CeremonyError, SigningError) as exc:
-        _fail(exc)
+    current: dict[str, Metadata[Any]] = {}
+    for name, path in (("root", root_file), ("targets", targets_file)):
+        try:
+            current[name] = Metadata.from_file(path)
+        except Exception as exc:
+            raise ceremonylib.CeremonyError(f"{path}: not valid TUF metadata ({exc})") from None
+        if current[name].signed.type != name:
+            raise ceremonylib.CeremonyError(f"{path}: expected {name}, found {current[name].signed.type}")
+    root, targets = ceremonylib.next_roles(
+        current["root"], current["targets"],
+        add_root_keys=add_root_key, remove_root_keys=remove_root_key, root_threshold=root_threshold,
+        add_targets_keys=add_targets_key, remove_targets_keys=remove_targets_key,
+        targets_threshold=targets_threshold, online_keys=online_key,
+        online_threshold=online_threshold, root_expiry=root_expiry, targets_expiry=targets_expiry,
+    )
+    payload = ceremonylib.Payload(trusted_root=current["root"], root=root, targets=targets,
+                                  old_keys_unavailable=without_old_keys)
+    _write_new(output, payload.to_bytes())
     made = " and ".join(f"{n} v{md.signed.version}" for n, md in payload.roles())
     click.echo(f"wrote {output}: {made}, unsigned; digest {payload.digest()}")
 
@@ -591,14 +618,11 @@ def _write_new(path: str, data: bytes) -> None:
 
 @ceremony.command("key-id")
 @click.argument("public_key", type=click.Path(dir_okay=False))
-def key_id(public_key) -> None:
+def key_id(public_key: str) -> None:
     """Print the TUF key id of a public key file, for holders to read aloud."""
-    from warehouse_tuf import ceremony as ceremonylib, keyfiles
+    from warehouse_tuf import keyfiles
 
-    try:
-        key = keyfiles.load_public_key(public_key)
-    except ceremonylib.CeremonyError as exc:
-        _fail(exc)
+    key = keyfiles.load_public_key(public_key)
     click.echo(f"{short_keyid(key.keyid)}  ({key.keyid}, {key.keytype}/{key.scheme})")
 
 
@@ -622,22 +646,19 @@ def _expected_digest(ctx: click.Context, param: click.Parameter, value: str | No
 @click.option("--expect-digest", callback=_expected_digest, metavar="'XXXX XXXX XXXX XXXX ...'",
               help="Refuse unless the payload digest starts with these groups, as read aloud "
                    "(at least four groups of four).")
-def sign(payload_file, uri, keyid, expect_digest) -> None:
+def sign(payload_file: str, uri: str, keyid: str | None, expect_digest: str | None) -> None:
     """Add one signature, with one key, to the payload (in place)."""
     from warehouse_tuf import ceremony as ceremonylib
 
-    try:
-        payload = ceremonylib.Payload.from_file(payload_file)
-        digest = payload.digest()
-        if expect_digest and not digest.startswith(expect_digest):
-            raise ceremonylib.CeremonyError(
-                f"the payload digest is {ceremonylib.read_aloud(digest)}, not the one read aloud: "
-                "do not sign"
-            )
-        signed = payload.sign(uri, keyid)
-        payload.write(payload_file)
-    except ceremonylib.CeremonyError as exc:
-        _fail(exc)
+    payload = ceremonylib.Payload.from_file(payload_file)
+    digest = payload.digest()
+    if expect_digest and not digest.startswith(expect_digest):
+        raise ceremonylib.CeremonyError(
+            f"the payload digest is {ceremonylib.read_aloud(digest)}, not the one read aloud: "
+            "do not sign"
+        )
+    signed = payload.sign(uri, keyid)
+    payload.write(payload_file)
     for role, signed_keyid in signed:
         click.echo(f"signed {role} with key {short_keyid(signed_keyid)}")
     _show_payload(payload)
@@ -645,14 +666,11 @@ def sign(payload_file, uri, keyid, expect_digest) -> None:
 
 @ceremony.command("verify")
 @click.argument("payload_file", type=click.Path(dir_okay=False))
-def verify_payload(payload_file) -> None:
+def verify_payload(payload_file: str) -> None:
     """Who signed, what is missing, and the digests to read aloud; exit 1 unless ready."""
     from warehouse_tuf import ceremony as ceremonylib
 
-    try:
-        payload = ceremonylib.Payload.from_file(payload_file)
-    except ceremonylib.CeremonyError as exc:
-        _fail(exc)
+    payload = ceremonylib.Payload.from_file(payload_file)
     if _show_payload(payload):
         sys.exit(1)
 
@@ -680,14 +698,11 @@ def bootstrap(config: Any, payload_file: str) -> None:
     """Install a signed ceremony payload (root v1, targets v1) and publish every bin."""
     from warehouse_tuf.ceremony import CeremonyError
 
-    try:
-        payload = _signed_payload(payload_file)
-        if payload.trusted_root is not None:
-            raise CeremonyError("this payload updates an installed root: use 'tuf install'")
-        with service(config) as tuf_service:
-            result = tuf_service.bootstrap(payload.role_bytes("root"), payload.role_bytes("targets"))
-    except _errors() as exc:
-        _fail(exc)
+    payload = _signed_payload(payload_file)
+    if payload.trusted_root is not None:
+        raise CeremonyError("this payload updates an installed root: use 'tuf install'")
+    with service(config) as tuf_service:
+        result = tuf_service.bootstrap(payload.role_bytes("root"), payload.role_bytes("targets"))
     click.echo(f"bootstrapped: root v1, targets v1, {len(result.bins)} bins, "
                f"snapshot {result.snapshot_version}, timestamp {result.timestamp_version}")
 
@@ -705,18 +720,15 @@ def install(config: Any, payload_file: str, online_signer: tuple[str, ...], with
     """Install a signed next root and/or targets (rotation, renewal)."""
     from warehouse_tuf.ceremony import CeremonyError
 
-    try:
-        payload = _signed_payload(payload_file)
-        if payload.trusted_root is None:
-            raise CeremonyError("this payload is a bootstrap payload: use 'tuf bootstrap'")
-        with service(config) as tuf_service, Progress() as progress:
-            tuf_service.progress = progress
-            result = tuf_service.install(
-                payload.role_bytes("root"), payload.role_bytes("targets"), online_signer or None,
-                without_old_key=without_old_key or payload.old_keys_unavailable,
-            )
-    except _errors() as exc:
-        _fail(exc)
+    payload = _signed_payload(payload_file)
+    if payload.trusted_root is None:
+        raise CeremonyError("this payload is a bootstrap payload: use 'tuf bootstrap'")
+    with service(config) as tuf_service, Progress() as progress:
+        tuf_service.progress = progress
+        result = tuf_service.install(
+            payload.role_bytes("root"), payload.role_bytes("targets"), online_signer or None,
+            without_old_key=without_old_key or payload.old_keys_unavailable,
+        )
     click.echo(f"installed: root v{result.root_version}, targets v{result.targets_version}"
                + (", online key rotated" if result.online_key_rotated else "")
                + f"; timestamp {result.timestamp_version}")
@@ -739,7 +751,8 @@ def install(config: Any, payload_file: str, online_signer: tuple[str, ...], with
               help="How many files, and how many pages, to download and check (0: none).")
 @click.option("--state", "state_file", type=click.Path(dir_okay=False),
               help="Remember each version's bytes here; a later audit flags a version rewritten.")
-def verify_repository(metadata_url, root_file, targets_url, simple_url, sample, state_file) -> None:
+def verify_repository(metadata_url: str, root_file: IO[bytes] | None, targets_url: str | None,
+                      simple_url: str | None, sample: int, state_file: str | None) -> None:
     """Audit a published repository as an outsider; exit 1 naming every problem.
 
     Every bin is checked; a random sample of files and of simple pages is
@@ -756,7 +769,7 @@ def verify_repository(metadata_url, root_file, targets_url, simple_url, sample, 
         simple_url=simple_url, sample=sample, state_file=Path(state_file) if state_file else None,
     )
     if report.unreachable:
-        _fail(report.unreachable, 2)
+        raise UnreadableError(report.unreachable)
     for problem in report.problems:
         click.echo(f"problem: {problem}")
     if report.timestamp_version is None:
@@ -788,7 +801,7 @@ def gc(config: Any, dry_run: bool) -> None:
 # -- the warehouse-tuf console script ---------------------------------------------------
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=CommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """warehouse-tuf: what needs no index. The key ceremony (offline), an outsider's audit of a
     published repository, and key ids.

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from securesystemslib.signer import Key
-from tuf.api.metadata import Root, Targets
+from tuf.api.metadata import Role, Root, Targets
 
 #: Written beside development keys; it lists the key ids of the keys generated there.
 MARKER = "INSECURE-DEVELOPMENT-KEYS"
@@ -110,8 +110,8 @@ def trusted_problems(root: Root, targets: Targets | None, dev: DevelopmentKeys) 
             if dev.is_development(keyid, root.keys.get(keyid)):
                 problems.append(f"root v{root.version} trusts development key {keyid[:12]} for {name}")
     delegations = targets.delegations if targets is not None else None
-    if delegations is not None:
-        roles = [delegations.succinct_roles] if delegations.succinct_roles else []
+    if targets is not None and delegations is not None:
+        roles: list[Role] = [delegations.succinct_roles] if delegations.succinct_roles else []
         roles += list((delegations.roles or {}).values())
         for role in roles:
             for keyid in sorted(role.keyids):

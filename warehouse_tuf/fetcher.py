@@ -9,7 +9,7 @@ that needs no third-party HTTP library at all. Import it before ``tuf.ngclient``
 
 from __future__ import annotations
 
-import socket
+import http.client
 import sys
 import types
 import urllib.error
@@ -29,7 +29,7 @@ def _without_urllib3_fetcher() -> None:
         def __init__(self, *args: object, **kwargs: object) -> None:
             raise RuntimeError("ngclient's urllib3 fetcher needs urllib3 2; use StdlibFetcher")
 
-    stub.ProxyEnvironment = ProxyEnvironment
+    setattr(stub, "ProxyEnvironment", ProxyEnvironment)  # noqa: B010 (a module built at run time)
     sys.modules.setdefault(stub.__name__, stub)
 
 
@@ -56,19 +56,19 @@ class StdlibFetcher(FetcherInterface):
             response = urllib.request.urlopen(request, timeout=self.socket_timeout)
         except urllib.error.HTTPError as exc:
             raise exceptions.DownloadHTTPError(f"{url}: HTTP {exc.code} {exc.reason}", exc.code) from None
-        except (socket.timeout, TimeoutError) as exc:
+        except TimeoutError as exc:
             raise exceptions.SlowRetrievalError(f"{url}: no answer in {self.socket_timeout}s") from exc
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise exceptions.DownloadError(f"cannot fetch {url}: {reason}") from None
         return self._chunks(response, url)
 
-    def _chunks(self, response, url: str) -> Iterator[bytes]:
+    def _chunks(self, response: http.client.HTTPResponse, url: str) -> Iterator[bytes]:
         with response:
             while True:
                 try:
                     chunk = response.read(self.chunk_size)
-                except (socket.timeout, TimeoutError) as exc:
+                except TimeoutError as exc:
                     raise exceptions.SlowRetrievalError(f"{url}: stalled for {self.socket_timeout}s") from exc
                 if not chunk:
                     return

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import cast
 
 from securesystemslib.formats import encode_canonical
 from securesystemslib.signer import Key, Signer, SSlibKey
@@ -110,7 +111,7 @@ def key_from_dict(obj: object) -> Key:
     body = {name: obj.get(name) for name in ("keytype", "scheme", "keyval")}
     if not all(isinstance(body[n], str) for n in ("keytype", "scheme")) or not isinstance(body["keyval"], dict):
         raise CeremonyError("a key must be a JSON object with keytype, scheme and keyval")
-    keyid = hashlib.sha256(encode_canonical(body).encode()).hexdigest()
+    keyid = hashlib.sha256(str(encode_canonical(body)).encode()).hexdigest()
     try:
         key = Key.from_dict(keyid, copy.deepcopy(body))
     except (ValueError, KeyError, TypeError) as exc:
@@ -175,7 +176,7 @@ def file_signer(path: Path, candidates: dict[str, Key]) -> Signer:
         asked = ", ".join(k[:12] for k in sorted(candidates))
         raise CeremonyError(f"the key in {where} (key id {keyid[:12]}) is not one this payload asks to "
                             f"sign with (it asks for: {asked})")
-    return CryptoSigner(private, candidates[keyid])  # the key object as the payload lists it
+    return CryptoSigner(private, cast(SSlibKey, candidates[keyid]))  # the key object as the payload lists it
 
 
 def matching_signer(uri: str, candidates: dict[str, Key]) -> Signer:

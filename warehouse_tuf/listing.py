@@ -42,8 +42,9 @@ def project_targets(service: Any, project: str, release: str | None = None) -> l
     return listing
 
 
-def trusted_root(service: Any) -> bytes:
-    """The root the database holds, as published: a client's trust anchor for ``--verify``."""
+def trusted_root(service: Any) -> bytes | None:
+    """The root the database holds, as published: a client's trust anchor for ``--verify``
+    (None when the repository is not bootstrapped, which then lists no targets)."""
     with Session(service.engine) as s:
         row = s.get(RoleVersion, "root")
-        return bytes(row.signed_bytes)
+        return None if row is None or row.signed_bytes is None else bytes(row.signed_bytes)

@@ -54,17 +54,17 @@ class UTCDateTime(TypeDecorator):
     impl = DateTime
     cache_ok = True
 
-    def process_bind_param(self, value: datetime.datetime | None, dialect: Any):
+    def process_bind_param(self, value: datetime.datetime | None, dialect: Any) -> datetime.datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given; use UTC-aware datetimes")
-        return value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+        return value.astimezone(datetime.UTC).replace(tzinfo=None)
 
-    def process_result_value(self, value: datetime.datetime | None, dialect: Any):
+    def process_result_value(self, value: datetime.datetime | None, dialect: Any) -> datetime.datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=datetime.timezone.utc)
+        return value.replace(tzinfo=datetime.UTC)
 
 
 class Base(DeclarativeBase):

@@ -9,9 +9,9 @@ session's flush events, where adding ORM objects is not.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert
+from sqlalchemy import Table, insert
 from sqlalchemy.engine import Connection
 
 from warehouse_tuf import targets as targetlib
@@ -65,4 +65,4 @@ def record(connection: Connection, rows: list[Row]) -> None:
     """Insert ``rows`` in the transaction of ``connection``."""
     if rows:
         now = utcnow()
-        connection.execute(insert(PendingChange.__table__), [{**row, "created_at": now} for row in rows])
+        connection.execute(insert(cast(Table, PendingChange.__table__)), [{**row, "created_at": now} for row in rows])

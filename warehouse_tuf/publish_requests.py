@@ -20,14 +20,15 @@ the periodic publish catches anything else, as it catches a lost message.
 from __future__ import annotations
 
 import datetime
+from typing import cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.engine import Engine
 
 from warehouse_tuf.clock import utcnow
 from warehouse_tuf.models import PublishRequest
 
-_TABLE = PublishRequest.__table__
+_TABLE = cast(Table, PublishRequest.__table__)
 _ROW = _TABLE.c.id == 1
 
 

@@ -18,19 +18,16 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session
 from tuf.api.metadata import MetaFile, Snapshot, Timestamp
 
-from warehouse_tuf import bins, canonical, db, publish_requests, roles, signing, trust
-from warehouse_tuf import targets as targetlib
+from warehouse_tuf import bins, canonical, db, publish_requests, roles, signing, targets as targetlib, trust
 from warehouse_tuf.clock import utcnow
 from warehouse_tuf.db import SignedBin, TargetRow
 from warehouse_tuf.exceptions import RepositoryError, StorageAheadError
 from warehouse_tuf.locking import LockTimeout, publish_lock
-from warehouse_tuf.metrics import PREFIX as METRICS_PREFIX
-from warehouse_tuf.metrics import report_run
+from warehouse_tuf.metrics import PREFIX as METRICS_PREFIX, report_run
 from warehouse_tuf.models import ChangeKind, PendingChange, PublishLog, RoleVersion, Target, TargetKind
 from warehouse_tuf.repository import Repository
 from warehouse_tuf.results import PublishResult
-from warehouse_tuf.snapshot import CACHE as snapshot_cache
-from warehouse_tuf.snapshot import SnapshotMeta
+from warehouse_tuf.snapshot import CACHE as snapshot_cache, SnapshotMeta
 from warehouse_tuf.trust import Trusted
 
 log = logging.getLogger("warehouse_tuf")

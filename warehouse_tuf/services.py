@@ -22,10 +22,18 @@ from securesystemslib.signer import Key, Signer
 from sqlalchemy.orm import Session
 from zope.interface import implementer
 
-from warehouse_tuf import backfill as backfilling
-from warehouse_tuf import bins, pending, publishing, recovery, retention, rotation, trust
-from warehouse_tuf import bootstrap as bootstrapping
-from warehouse_tuf import status as reporting
+from warehouse_tuf import (
+    backfill as backfilling,
+    bins,
+    bootstrap as bootstrapping,
+    pending,
+    publishing,
+    recovery,
+    retention,
+    rotation,
+    status as reporting,
+    trust,
+)
 from warehouse_tuf.exceptions import (
     BinLayoutError,
     BootstrapError,

@@ -11,9 +11,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any
 
 from warehouse_tuf import targets as targetlib
 
@@ -114,6 +114,14 @@ def _fraction(value: str | float) -> float:
     return number
 
 
+def _dotted_or_object(value: Any) -> Any:
+    """A dotted name (``"warehouse.db.Session"``), resolved by ``includeme``, or the object itself
+    (a Session class or a sessionmaker, given to the Configurator)."""
+    if isinstance(value, str) and not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(:[A-Za-z_]\w*)?", value):
+        raise ValueError("not a dotted name (e.g. 'warehouse.db.Session')")
+    return value
+
+
 @dataclasses.dataclass(frozen=True)
 class _Setting:
     key: str
@@ -126,58 +134,17 @@ class _Setting:
         return "TUF_" + re.sub(r"[.\-]", "_", self.key.removeprefix("tuf.")).upper()
 
 
-SETTINGS: tuple[_Setting, ...] = (
-    _Setting("tuf.env", "production", _environment,
-             "'production' refuses development keys; follows warehouse.env, else production"),
-    _Setting("tuf.bin_count", 256, _bin_count, "number of hash bins, a power of two"),
-    _Setting("tuf.bin_name_prefix", "bins", str, "bin role names are <prefix>-<hex>"),
-    _Setting("tuf.hash_algorithms", "sha256", _hash_algorithms,
-             "hash algorithms of every target, sha256 always among them"),
-    _Setting("tuf.expiry.root", "365d", parse_duration, "root expiry"),
-    _Setting("tuf.expiry.targets", "365d", parse_duration, "targets expiry"),
-    _Setting("tuf.expiry.bins", "1d", parse_duration, "bin-n expiry"),
-    _Setting("tuf.expiry.snapshot", "1d", parse_duration, "snapshot expiry"),
-    _Setting("tuf.expiry.timestamp", "1d", parse_duration, "timestamp expiry"),
-    _Setting("tuf.refresh_window", "6h", parse_duration,
-             "refresh re-signs every online role expiring within this window "
-             "(at least twice tuf.refresh_interval; each online expiry must exceed window + interval)"),
-    _Setting("tuf.refresh_interval", "5m", parse_duration,
-             "the periodic refresh runs this often"),
-    _Setting("tuf.publish_interval", "1m", parse_duration,
-             "the periodic publish (safety net for lost task messages) runs this often"),
-    _Setting("tuf.bin_expiry_spread", 0.5, _fraction,
-             "at bootstrap, bin expiries are spread over this fraction of the bin expiry"),
-    _Setting("tuf.retention", "7d", parse_duration,
-             "gc deletes unreferenced metadata versions older than this"),
-    _Setting("tuf.online_signers", "", _words,
-             "private key URIs of the online key(s), 'KEYID=URI' or 'URI' when root trusts one"),
-    _Setting("tuf.dev_keys_path", "", str, "directory holding development keys"),
-    _Setting("tuf.storage.backend", "warehouse_tuf.storage.LocalStorage", str,
-             "dotted name of the metadata storage class"),
-    _Setting("tuf.storage.path", "tuf-metadata", str, "metadata storage location"),
-    _Setting("tuf.simple.backend", "warehouse_tuf.storage.LocalStorage", str,
-             "dotted name of the storage for hash-prefixed simple pages"),
-    _Setting("tuf.simple.path", "tuf-simple", str, "simple page storage location"),
-    _Setting("tuf.metadata_url", "", str, "public URL of the metadata, for status and verify"),
-    _Setting("tuf.models.project", "warehouse.packaging.models.Project", str, "Project model"),
-    _Setting("tuf.models.release", "warehouse.packaging.models.Release", str, "Release model"),
-    _Setting("tuf.models.file", "warehouse.packaging.models.File", str, "File model"),
-    _Setting("tuf.models.journal", "warehouse.packaging.models.JournalEntry", str,
-             "JournalEntry model: a new entry re-signs the pages of the project it names"),
-    _Setting("tuf.simple_renderer", "warehouse_tuf.pages.render_simple_view", str,
-             "callable(request, project) -> SimplePages"),
-    _Setting("tuf.publish_batch_limit", 200_000, _positive_int,
-             "the most pending changes one publish takes"),
-    _Setting("tuf.lock_timeout", "10m", parse_duration,
-             "how long a publisher waits for the publish lock"),
-    _Setting("tuf.fan_out_batch", 512, _positive_int,
-             "bins per worker task when re-signing many bins (refresh, backfill, key rotation)"),
-    _Setting("tuf.enabled", True, _asbool, "false turns the hooks off"),
-    _Setting("tuf.metrics_interface", "warehouse.metrics.IMetricsService", str,
-             "dotted name of the host's metrics service interface (none registered: no metrics)"),
-)
+def _declare(key: str, default: Any, parse: Callable[[Any], Any], help: str) -> Any:
+    """A :class:`TUFSettings` field read from setting ``key`` (environment variable derived from
+    the key), parsed by ``parse``; the one place a setting is declared."""
+    return dataclasses.field(metadata={"settings": {None: _Setting(key, default, parse, help)}})
 
-_BY_KEY = {s.key: s for s in SETTINGS}
+
+def _declare_group(prefix: str, parse: Callable[[Any], Any], members: dict[str, tuple[Any, str]]) -> Any:
+    """A :class:`TUFSettings` dict field: ``member -> parse(setting prefix.member)``."""
+    return dataclasses.field(metadata={"settings": {
+        member: _Setting(f"{prefix}.{member}", default, parse, help) for member, (default, help) in members.items()
+    }})
 
 
 def collect(settings: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> dict:
@@ -229,32 +196,70 @@ def _check_refresh(parsed: Mapping[str, Any]) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class TUFSettings:
-    """The checked ``tuf.*`` settings."""
+    """The checked ``tuf.*`` settings, one field per setting (or per group of settings)."""
 
-    env: str
-    bin_count: int
-    bin_name_prefix: str
-    hash_algorithms: tuple[str, ...]
-    expiry: dict[str, timedelta]
-    refresh_window: timedelta
-    refresh_interval: timedelta
-    publish_interval: timedelta
-    bin_expiry_spread: float
-    retention: timedelta
-    online_signers: tuple[str, ...]
-    dev_keys_path: str
-    storage_backend: str
-    storage_path: str
-    simple_backend: str
-    simple_path: str
-    metadata_url: str
-    models: dict[str, str]
-    simple_renderer: str
-    publish_batch_limit: int
-    lock_timeout: timedelta
-    fan_out_batch: int
-    enabled: bool
-    metrics_interface: str
+    env: str = _declare("tuf.env", "production", _environment,
+                        "'production' refuses development keys; follows warehouse.env, else production")
+    bin_count: int = _declare("tuf.bin_count", 256, _bin_count, "number of hash bins, a power of two")
+    bin_name_prefix: str = _declare("tuf.bin_name_prefix", "bins", str, "bin role names are <prefix>-<hex>")
+    hash_algorithms: tuple[str, ...] = _declare("tuf.hash_algorithms", "sha256", _hash_algorithms,
+                                                "hash algorithms of every target, sha256 always among them")
+    expiry: dict[str, timedelta] = _declare_group("tuf.expiry", parse_duration, {
+        "root": ("365d", "root expiry"),
+        "targets": ("365d", "targets expiry"),
+        "bins": ("1d", "bin-n expiry"),
+        "snapshot": ("1d", "snapshot expiry"),
+        "timestamp": ("1d", "timestamp expiry"),
+    })
+    refresh_window: timedelta = _declare(
+        "tuf.refresh_window", "6h", parse_duration,
+        "refresh re-signs every online role expiring within this window "
+        "(at least twice tuf.refresh_interval; each online expiry must exceed window + interval)")
+    refresh_interval: timedelta = _declare("tuf.refresh_interval", "5m", parse_duration,
+                                           "the periodic refresh runs this often")
+    publish_interval: timedelta = _declare(
+        "tuf.publish_interval", "1m", parse_duration,
+        "the periodic publish (safety net for lost task messages) runs this often")
+    bin_expiry_spread: float = _declare(
+        "tuf.bin_expiry_spread", 0.5, _fraction,
+        "at bootstrap, bin expiries are spread over this fraction of the bin expiry")
+    retention: timedelta = _declare("tuf.retention", "7d", parse_duration,
+                                    "gc deletes unreferenced metadata versions older than this")
+    online_signers: tuple[str, ...] = _declare(
+        "tuf.online_signers", "", _words,
+        "private key URIs of the online key(s), 'KEYID=URI' or 'URI' when root trusts one")
+    dev_keys_path: str = _declare("tuf.dev_keys_path", "", str, "directory holding development keys")
+    storage_backend: str = _declare("tuf.storage.backend", "warehouse_tuf.storage.LocalStorage", str,
+                                    "dotted name of the metadata storage class")
+    storage_path: str = _declare("tuf.storage.path", "tuf-metadata", str, "metadata storage location")
+    simple_backend: str = _declare("tuf.simple.backend", "warehouse_tuf.storage.LocalStorage", str,
+                                   "dotted name of the storage for hash-prefixed simple pages")
+    simple_path: str = _declare("tuf.simple.path", "tuf-simple", str, "simple page storage location")
+    metadata_url: str = _declare("tuf.metadata_url", "", str, "public URL of the metadata, for status and verify")
+    models: dict[str, str] = _declare_group("tuf.models", str, {
+        "project": ("warehouse.packaging.models.Project", "Project model"),
+        "release": ("warehouse.packaging.models.Release", "Release model"),
+        "file": ("warehouse.packaging.models.File", "File model"),
+        "journal": ("warehouse.packaging.models.JournalEntry",
+                    "JournalEntry model: a new entry re-signs the pages of the project it names"),
+    })
+    simple_renderer: str = _declare("tuf.simple_renderer", "warehouse_tuf.pages.render_simple_view", str,
+                                    "callable(request, project) -> SimplePages")
+    publish_batch_limit: int = _declare("tuf.publish_batch_limit", 200_000, _positive_int,
+                                        "the most pending changes one publish takes")
+    lock_timeout: timedelta = _declare("tuf.lock_timeout", "10m", parse_duration,
+                                       "how long a publisher waits for the publish lock")
+    fan_out_batch: int = _declare(
+        "tuf.fan_out_batch", 512, _positive_int,
+        "bins per worker task when re-signing many bins (refresh, backfill, key rotation)")
+    enabled: bool = _declare("tuf.enabled", True, _asbool, "false turns the hooks off")
+    metrics_interface: str = _declare(
+        "tuf.metrics_interface", "warehouse.metrics.IMetricsService", str,
+        "dotted name of the host's metrics service interface (none registered: no metrics)")
+    session_class: Any = _declare(
+        "tuf.session_class", "warehouse.db.Session", _dotted_or_object,
+        "the host's SQLAlchemy Session class or sessionmaker (a dotted name, or the object given to the "
+        "Configurator), whose flushes and commits the hooks follow")
 
     @property
     def bin_bits(self) -> int:
@@ -263,7 +268,7 @@ class TUFSettings:
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any],
-                      environ: Mapping[str, str] | None = None) -> "TUFSettings":
+                      environ: Mapping[str, str] | None = None) -> TUFSettings:
         """Parse and check; raise :class:`ConfigurationError` naming the bad setting."""
         raw = collect(settings, environ)
         parsed: dict[str, Any] = {}
@@ -285,34 +290,19 @@ class TUFSettings:
                 "use lowercase letters, digits and '_' (at most 32)"
             )
         _check_refresh(parsed)
-        return cls(
-            env=parsed["tuf.env"],
-            bin_count=parsed["tuf.bin_count"],
-            bin_name_prefix=parsed["tuf.bin_name_prefix"],
-            hash_algorithms=parsed["tuf.hash_algorithms"],
-            expiry={role: parsed[f"tuf.expiry.{role}"]
-                    for role in ("root", "targets", "bins", "snapshot", "timestamp")},
-            refresh_window=parsed["tuf.refresh_window"],
-            refresh_interval=parsed["tuf.refresh_interval"],
-            publish_interval=parsed["tuf.publish_interval"],
-            bin_expiry_spread=parsed["tuf.bin_expiry_spread"],
-            retention=parsed["tuf.retention"],
-            online_signers=parsed["tuf.online_signers"],
-            dev_keys_path=parsed["tuf.dev_keys_path"],
-            storage_backend=parsed["tuf.storage.backend"],
-            storage_path=parsed["tuf.storage.path"],
-            simple_backend=parsed["tuf.simple.backend"],
-            simple_path=parsed["tuf.simple.path"],
-            metadata_url=parsed["tuf.metadata_url"],
-            models={name: parsed[f"tuf.models.{name}"]
-                    for name in ("project", "release", "file", "journal")},
-            simple_renderer=parsed["tuf.simple_renderer"],
-            publish_batch_limit=parsed["tuf.publish_batch_limit"],
-            lock_timeout=parsed["tuf.lock_timeout"],
-            fan_out_batch=parsed["tuf.fan_out_batch"],
-            enabled=parsed["tuf.enabled"],
-            metrics_interface=parsed["tuf.metrics_interface"],
-        )
+        values: dict[str, Any] = {}
+        for declared in dataclasses.fields(cls):
+            group = declared.metadata["settings"]
+            values[declared.name] = (parsed[group[None].key] if None in group
+                                     else {member: parsed[setting.key] for member, setting in group.items()})
+        return cls(**values)
+
+
+#: Every setting, in declaration order, derived from the fields of :class:`TUFSettings`.
+SETTINGS: tuple[_Setting, ...] = tuple(
+    setting for declared in dataclasses.fields(TUFSettings) for setting in declared.metadata["settings"].values()
+)
+_BY_KEY = {s.key: s for s in SETTINGS}
 
 
 def describe() -> list[tuple[str, str, str, str]]:

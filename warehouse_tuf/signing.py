@@ -38,6 +38,11 @@ def online_keys(root: Root, targets: Targets) -> OnlineKeys:
     if succinct is None:
         raise SigningError("targets has no succinct hash-bin delegation")
     roles = {name: root.roles[name] for name in ONLINE_ROLES}
+    # python-tuf takes key ids as the JSON gives them; the messages below slice and sort them.
+    for owner, listed in (("targets' bin delegation", succinct.keyids),
+                          *((f"root's {name} role", role.keyids) for name, role in roles.items())):
+        if not all(isinstance(keyid, str) for keyid in listed):
+            raise SigningError(f"{owner} lists a key id that is not a string: {listed!r}")
     keyids = set(succinct.keyids)
     for name, role in roles.items():
         if set(role.keyids) != keyids or role.threshold != succinct.threshold:
@@ -50,8 +55,9 @@ def online_keys(root: Root, targets: Targets) -> OnlineKeys:
     if undefined:
         raise SigningError(f"root trusts online key(s) {undefined} that it does not define")
     keys = {keyid: root.keys[keyid] for keyid in keyids}
+    delegated_keys = targets.delegations.keys if targets.delegations else {}
     for keyid in keyids:
-        delegated = targets.delegations.keys.get(keyid)
+        delegated = delegated_keys.get(keyid)
         if delegated is None or delegated.to_dict() != keys[keyid].to_dict():
             raise SigningError(f"online key {keyid[:12]} differs between root and targets")
     return OnlineKeys(keys=keys, threshold=succinct.threshold)

@@ -59,6 +59,9 @@ class SnapshotMeta:
     """
 
     def __init__(self, versions: Mapping[str, int]) -> None:
+        self._index(versions)
+
+    def _index(self, versions: Mapping[str, int]) -> None:
         self._names = sorted(versions)
         self._position = {name: n for n, name in enumerate(self._names)}
         self._fragments = [_fragment(name, versions[name]) for name in self._names]
@@ -78,7 +81,7 @@ class SnapshotMeta:
             else:
                 self._fragments[position] = fragment
         if added:
-            self.__init__(self.versions)
+            self._index(self.versions)
 
     def encode(self, signed: dict) -> bytes:
         """The canonical bytes of a snapshot's ``signed``, whose ``meta`` is this map.

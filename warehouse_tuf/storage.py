@@ -77,7 +77,7 @@ class LocalStorage:
         self.base = Path(base).resolve()
 
     @classmethod
-    def from_location(cls, location: str) -> "LocalStorage":
+    def from_location(cls, location: str) -> LocalStorage:
         return cls(location)
 
     def _path(self, name: str) -> Path:
@@ -165,7 +165,7 @@ class LocalStorage:
         else:
             with ThreadPoolExecutor(max_workers=threads) as pool:
                 failures = list(pool.map(write, shares))
-        staged.extend((tmp, path) for tmp, (path, _) in zip(temporary, targets) if tmp is not None)
+        staged.extend((tmp, path) for tmp, (path, _) in zip(temporary, targets, strict=True) if tmp is not None)
         for failure in failures:
             if failure is not None:
                 raise failure

@@ -115,7 +115,7 @@ def validate_path(path: str | bytes) -> str:
         raise InvalidTargetError(f"target path {shown!r} is absolute")
     segments = path.split("/")
     for segment in segments:
-        portable = _PORTABLE.match(segment).end()
+        portable = _PORTABLE.match(segment).end()  # type: ignore[union-attr]  # matches "" at least
         if portable < len(segment):
             raise InvalidTargetError(f"target path {shown!r} {_refused_character(segment[portable])}")
     for segment in segments:

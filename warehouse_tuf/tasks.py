@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from warehouse_tuf import publish_requests
@@ -25,7 +26,7 @@ PUBLISH_LINGER = 0.5
 PUBLISH_TASK_SECONDS = 2.0
 
 
-def publish(request) -> None:
+def publish(request: Any) -> None:
     """Publish everything pending (queued after a commit that recorded changes, when no
     publisher was requested or running).
 
@@ -41,29 +42,31 @@ def publish(request) -> None:
             publish_requests.withdraw(service.engine)  # the next commit sends one
 
 
-def publish_pending(request) -> None:
+def publish_pending(request: Any) -> None:
     """Periodic safety net: a lost task message delays a change by one period at most."""
     request.find_service(ITUFService, context=None).publish()
 
 
-def refresh(request) -> None:
+def refresh(request: Any) -> None:
     """Periodic: re-sign online roles before they expire."""
     request.find_service(ITUFService, context=None).refresh()
 
 
-def gc(request) -> None:
+def gc(request: Any) -> None:
     """Periodic: delete metadata versions outside the retention window."""
     request.find_service(ITUFService, context=None).gc()
 
 
-def sign_bins(request, indexes: list[int], now: str, renew_before: str) -> None:
+def sign_bins(request: Any, indexes: list[int], now: str, renew_before: str) -> None:
     """Fan-out worker: sign the reserved versions of these bins (``TUFManager.sign_reserved_bins``)."""
     service = request.find_service(ITUFService, context=None)
     service.sign_reserved_bins(indexes, datetime.datetime.fromisoformat(now),
                                datetime.datetime.fromisoformat(renew_before))
 
 
-def bin_dispatch(celery_app: Any):
+def bin_dispatch(
+    celery_app: Any,
+) -> Callable[[list[list[int]], datetime.datetime, datetime.datetime], None] | None:
     """A ``Dispatch`` that sends one :func:`sign_bins` task per batch, or None when tasks run eagerly.
 
     Eager (embedded) tasks would run one after the other in this very

@@ -22,6 +22,7 @@ import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 # First: it makes tuf.ngclient importable under Warehouse's urllib3 1.x.
 from warehouse_tuf.fetcher import StdlibFetcher  # isort: skip
@@ -121,7 +122,7 @@ def audit(
             report.unreachable = _unreachable(metadata_url, exc)
             report.problems.append(report.unreachable or f"a client cannot refresh: {_describe(exc)}")
             return report
-        trusted = {name: Metadata.from_file(str(Path(work) / f"{name}.json"))
+        trusted: dict[str, Metadata[Any]] = {name: Metadata.from_file(str(Path(work) / f"{name}.json"))
                    for name in ("timestamp", "snapshot", "targets")}
         report.timestamp_version = trusted["timestamp"].signed.version
         report.snapshot_version = trusted["snapshot"].signed.version
@@ -135,7 +136,7 @@ def audit(
 
 def _check_bins(
     fetcher: FetcherInterface, metadata_url: str, targets: Metadata[Targets],
-    snapshot: Metadata[Snapshot], state: "_State", report: AuditReport,
+    snapshot: Metadata[Snapshot], state: _State, report: AuditReport,
 ) -> list[TargetFile]:
     """Check every bin the delegation names; return every target they list."""
     succinct = targets.signed.delegations.succinct_roles if targets.signed.delegations else None
@@ -164,7 +165,7 @@ def _check_bins(
         for name, version, data in pool.map(fetch, names):
             report.bins_checked += 1
             file_name = f"{version}.{name}.json"
-            if version is None:
+            if version is None or data is None:
                 report.problems.append(f"{name}: not listed in snapshot version {snapshot.signed.version}")
                 continue
             if isinstance(data, DownloadHTTPError) and data.status_code == 404:
@@ -191,8 +192,9 @@ def _check_bins(
             if bin_md.signed.is_expired(now):
                 report.problems.append(f"{name}: {file_name} expired on {bin_md.signed.expires.isoformat()}")
             for path, target in bin_md.signed.targets.items():
-                if succinct.get_role_for_target(path) != name:
-                    report.problems.append(f"{name}: lists {path}, which belongs in {succinct.get_role_for_target(path)}")
+                owner = succinct.get_role_for_target(path)
+                if owner != name:
+                    report.problems.append(f"{name}: lists {path}, which belongs in {owner}")
                 found.append(target)
             state.see(name, bin_md.signed, data, report)
     return found
@@ -212,9 +214,10 @@ def _sample_targets(
     with tempfile.TemporaryDirectory(prefix="tuf-verify-targets-") as downloads:
         for kind, listed, base in (("files", files, targets_url), ("pages", pages, simple_url)):
             chosen = random.sample(listed, min(sample, len(listed)))
-            if chosen and not base:
-                report.problems.append(f"{kind} cannot be checked: no URL serves them (give --"
-                                       f"{'targets' if kind == 'files' else 'simple'}-url)")
+            if not base:
+                if chosen:
+                    report.problems.append(f"{kind} cannot be checked: no URL serves them (give --"
+                                           f"{'targets' if kind == 'files' else 'simple'}-url)")
                 continue
             for index, target in enumerate(chosen):
                 # Pages are served under hash-prefixed names (consistent snapshots); files are not.
@@ -282,7 +285,7 @@ def verify_targets(metadata_url: str, root: bytes, paths: list[str], *, targets_
             updater.refresh()
         except Exception as exc:
             reason = _unreachable(metadata_url, exc) or f"a client cannot refresh: {_describe(exc)}"
-            return {path: reason for path in paths}
+            return dict.fromkeys(paths, reason)
         for index, path in enumerate(paths):
             page = _is_page(path)
             updater.config.prefix_targets_with_hash = page

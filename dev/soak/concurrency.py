@@ -38,9 +38,9 @@ from dev.app import configure, initialize
 from dev.models import File, Project, Release
 from dev.soak import json_option, soak
 from dev.soak.harness import Report, VersionLog, compare_targets, database, database_state, published_targets
-from tests.devhost import pending_count, start_dev_process, stop, wait_until
-from tests.test_e2e_distributed import RedisServer
-from tests.tufclient import Client
+from dev.testing.devhost import pending_count, start_dev_process, stop, wait_until
+from dev.testing.redis_server import RedisServer
+from dev.testing.tufclient import Client
 
 
 @dataclasses.dataclass

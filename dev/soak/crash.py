@@ -29,6 +29,7 @@ import click
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
+from dev.models import File, Project, Release
 from dev.soak import json_option, soak
 from dev.soak.harness import (
     CRASH_OPERATIONS,
@@ -43,8 +44,7 @@ from dev.soak.harness import (
     sandbox,
     store_file,
 )
-from dev.models import File, Project, Release
-from tests.tufclient import Client
+from dev.testing.tufclient import Client
 from warehouse_tuf.models import PendingChange, Target
 
 
@@ -65,7 +65,7 @@ def run_crash(trials: int, *, database: str = "sqlite", bins: int = 16, seed: in
         never: set[str] = set()
         # Kill points an uninterrupted run passes, per operation: learnt from the
         # runs that were not killed (restarts included), so kills spread over all of it.
-        points = {op: 40 for op in operations}
+        points = dict.fromkeys(operations, 40)
         kills: Counter[str] = Counter()
         host_files: set[str] = set()  # in the host's tables: backfill would sign them again
         for trial in range(trials):

@@ -1,4 +1,4 @@
-"""Hostile input: the properties of tests/test_fuzz.py, with many more examples each.
+"""Hostile input: the properties of dev/testing/fuzz.py, with many more examples each.
 
 Every property runs ``--examples`` examples; ``trials`` counts the examples
 actually run (hypothesis stops early when a strategy has no more to give),
@@ -18,14 +18,12 @@ from dev.soak.harness import Report
 
 
 def run_fuzz(examples: int, seed: int | None = None) -> Report:
-    from tests import test_fuzz
+    from dev.testing.fuzz import PROPERTIES
 
     report = Report("fuzz", details={"examples_per_property": examples})
     started = time.monotonic()
-    properties = {name: test for name, test in vars(test_fuzz).items()
-                  if name.startswith("test_") and hasattr(test, "hypothesis")}
     counts = {}
-    for name, test in properties.items():
+    for name, test in PROPERTIES.items():
         inner = test.hypothesis.inner_test
         calls = [0]
 
@@ -48,7 +46,7 @@ def run_fuzz(examples: int, seed: int | None = None) -> Report:
         finally:
             test.hypothesis.inner_test = inner
             test._hypothesis_internal_use_settings = configured
-        counts[name.removeprefix("test_")] = calls[0]
+        counts[name] = calls[0]
         report.checks += 1
     report.trials = sum(counts.values())
     report.details["examples"] = counts

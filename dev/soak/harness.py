@@ -2,7 +2,7 @@
 
 The observers check the repository the way its users see it: the bytes in
 storage (every ``N.<role>.json`` ever seen, by content hash) and a python-tuf
-ngclient with a persistent cache (tests/tufclient.py).
+ngclient with a persistent cache (dev/testing/tufclient.py).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from tuf.api.metadata import Metadata
 
 from dev.models import Base as HostBase
-from tests.tufclient import Client
+from dev.testing.tufclient import Client
 from warehouse_tuf import ceremony, signing
 from warehouse_tuf.migrations import upgrade
 from warehouse_tuf.models import PendingChange, RoleVersion, Target
@@ -68,7 +68,7 @@ class Report:
         self.problems.append(f"discrepancy: {message}")
 
     @classmethod
-    def combine(cls, scenario: str, reports: list["Report"]) -> "Report":
+    def combine(cls, scenario: str, reports: list[Report]) -> Report:
         """One report of several parts: sums, each part's figures under its name."""
         total = cls(scenario)
         for part in reports:
@@ -172,7 +172,7 @@ class Sandbox:
         return env
 
     def client(self) -> Client:
-        """A user's client with a persistent cache (tests/tufclient.py), deleted with the sandbox."""
+        """A user's client with a persistent cache (dev/testing/tufclient.py), deleted with the sandbox."""
         user = Client(self.metadata, self.packages)
         self.leftovers += [user.cache, user.downloads]
         return user

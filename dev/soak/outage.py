@@ -40,7 +40,7 @@ from dev.soak.harness import (
     record_file,
     sandbox,
 )
-from tests.tufclient import Client
+from dev.testing.tufclient import Client
 from warehouse_tuf.storage import LocalStorage
 
 PAGE = 4096
@@ -64,7 +64,7 @@ class MountedStorage:
         self.size = size
         self.mounted = False
 
-    def __enter__(self) -> "MountedStorage":
+    def __enter__(self) -> MountedStorage:
         if os.geteuid() == 0:
             staged = self.path.with_name("metadata-staged")
             self.path.rename(staged)

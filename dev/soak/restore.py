@@ -39,7 +39,7 @@ from dev.soak.harness import (
     record_file,
     sandbox,
 )
-from tests.devhost import dev_command
+from dev.testing.devhost import dev_command
 from warehouse_tuf import ceremony
 
 

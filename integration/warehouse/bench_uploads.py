@@ -59,7 +59,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "tests"))
 
 from warehouse_stack import (  # noqa: E402
-    REPO, SetupError, Stack, ensure_static_manifests, python_version_of, wait_until, warehouse_inputs,
+    REPO,
+    SetupError,
+    Stack,
+    ensure_static_manifests,
+    python_version_of,
+    wait_until,
+    warehouse_inputs,
 )
 
 PROJECT = "bench-pkg"
@@ -203,7 +209,7 @@ def pending_changes(stack: Stack) -> int:
 
 def machine() -> dict:
     load = os.getloadavg()
-    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    return {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "loadavg": [round(x, 2) for x in load], "cpus": os.cpu_count()}
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from warehouse_stack import SetupError, ensure_static_manifests, project_python, warehouse_inputs
 
 HERE = Path(__file__).resolve().parent

@@ -18,7 +18,6 @@ import os
 import sys
 
 import waitress
-
 from warehouse.config import configure
 
 

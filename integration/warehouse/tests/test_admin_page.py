@@ -19,7 +19,6 @@ import re
 import urllib.parse
 
 import pytest
-
 from warehouse_stack import Stack
 
 NAME = "admin-demo"

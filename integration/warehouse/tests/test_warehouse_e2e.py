@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from warehouse_stack import Stack, http_get, wait_until
 
 NAME = "tuf-demo"
@@ -391,7 +390,7 @@ def test_a_new_collaborator_re_signs_the_page_with_the_new_serial(world, uploade
         assert sql(stack, "SELECT action FROM journals WHERE id = :s", s=serial) == action
         marker = f"<!--SERIAL {serial}-->".encode()
 
-        def re_signed():
+        def re_signed(marker=marker):
             html = f"{NAME}/{NAME}.html"
             now = published(stack, [html])
             return now if html in now and marker in stored_page(

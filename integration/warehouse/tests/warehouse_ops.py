@@ -30,10 +30,9 @@ import time
 
 import transaction
 from packaging.utils import canonicalize_name
+from pyramid.request import Request
 from pyramid.scripting import prepare
 from sqlalchemy import select
-from pyramid.request import Request
-
 from warehouse.config import configure
 
 
@@ -44,7 +43,7 @@ class _Session(dict):
         super().__init__()
         self.flashed: list[tuple[str, str]] = []
 
-    def flash(self, msg, queue="", allow_duplicate=True):  # noqa: ARG002
+    def flash(self, msg, queue="", allow_duplicate=True):
         self.flashed.append((queue, str(msg)))
 
 
@@ -215,7 +214,6 @@ def queue_sync_file_to_cache(config, path):
     """Queue Warehouse's own ``sync_file_to_cache`` task for the File at ``path``, as forklift
     queues it after an upload's commit (here no request is current: sent at once)."""
     from sqlalchemy import create_engine
-
     from warehouse.packaging.models import File
     from warehouse.packaging.tasks import sync_file_to_cache
 
@@ -271,7 +269,6 @@ def login_cookie(config, username):
     from pyramid.interfaces import ISessionFactory
     from pyramid.response import Response
     from pyramid.security import remember
-
     from warehouse.accounts.interfaces import IUserService
 
     env, request = _request(config)

@@ -1,7 +1,7 @@
 """create the warehouse-tuf tables
 
 Revision ID: 0001_initial
-Revises: 
+Revises:
 Create Date: 2026-11-26
 """
 
@@ -14,7 +14,7 @@ branch_labels = None
 depends_on = None
 
 
-def upgrade():
+def upgrade() -> None:
     op.create_table('tuf_pending_changes',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('kind', sa.String(length=16), nullable=False),
@@ -60,7 +60,7 @@ def upgrade():
 
 
 
-def downgrade():
+def downgrade() -> None:
     with op.batch_alter_table('tuf_targets', schema=None) as batch_op:
         batch_op.drop_index('ix_tuf_targets_project_release')
         batch_op.drop_index(batch_op.f('ix_tuf_targets_bin_index'))

@@ -21,7 +21,7 @@ branch_labels = None
 depends_on = None
 
 
-def upgrade():
+def upgrade() -> None:
     history = op.create_table('tuf_offline_roles',
     sa.Column('name', sa.String(length=64), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
@@ -36,7 +36,7 @@ def upgrade():
         sa.select(roles.c.name, roles.c.version, roles.c.signed_bytes)
         .where(roles.c.name.in_(('root', 'targets')), roles.c.signed_bytes.is_not(None))
     ).all()
-    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0, tzinfo=None)
+    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0, tzinfo=None)
     if rows:
         op.bulk_insert(history, [
             {'name': name, 'version': version, 'signed_bytes': data, 'created_at': now}
@@ -44,5 +44,5 @@ def upgrade():
         ])
 
 
-def downgrade():
+def downgrade() -> None:
     op.drop_table('tuf_offline_roles')

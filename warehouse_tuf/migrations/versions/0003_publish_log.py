@@ -18,7 +18,7 @@ branch_labels = None
 depends_on = None
 
 
-def upgrade():
+def upgrade() -> None:
     op.create_table('tuf_publish_log',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('kind', sa.String(length=16), nullable=False),
@@ -32,5 +32,5 @@ def upgrade():
     )
 
 
-def downgrade():
+def downgrade() -> None:
     op.drop_table('tuf_publish_log')

@@ -25,7 +25,7 @@ branch_labels = None
 depends_on = None
 
 
-def upgrade():
+def upgrade() -> None:
     request = op.create_table('tuf_publish_request',
     sa.Column('id', sa.Integer(), autoincrement=False, nullable=False),
     sa.Column('requested_at', sa.DateTime(), nullable=True),
@@ -42,7 +42,7 @@ def upgrade():
                               postgresql_where=sa.text('reserved_version > version'))
 
 
-def downgrade():
+def downgrade() -> None:
     op.drop_table('tuf_publish_request')
     with op.batch_alter_table('tuf_roles', schema=None) as batch_op:
         batch_op.drop_index('ix_tuf_roles_unfinished')

@@ -1,4 +1,4 @@
-"""Helpers for tests that run the development host (dev/): in process, or as servers."""
+"""Running the development host (dev/) for tests and harnesses: in process, or as servers."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -23,10 +24,10 @@ from tuf.ngclient import Updater, UpdaterConfig
 from dev.app import configure, initialize
 from dev.demo import build_dists  # noqa: F401  (tests build their uploads with it)
 from dev.models import File, JournalEntry, Project, Release, file_path
-from tests.tufclient import client_folders
+from dev.testing.tufclient import client_folders
 from warehouse_tuf.models import PendingChange
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 USERNAME = PASSWORD = "tuf-dev"
 
 
@@ -107,7 +108,7 @@ def verify_like_a_client(config: Any, path: str, *, page: bool = False) -> bytes
     """
     from tuf.api import exceptions as tuf_exceptions
 
-    from tests.tufclient import SIMPLE_URL, TARGETS_URL, Client
+    from dev.testing.tufclient import SIMPLE_URL, TARGETS_URL, Client
     from warehouse_tuf.targets import prefixed_name
 
     settings = config.registry.settings
