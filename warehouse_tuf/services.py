@@ -41,7 +41,8 @@ from tuf.api.metadata import (
 from tuf.api.serialization.json import JSONSerializer
 from zope.interface import implementer
 
-from warehouse_tuf import canonical, ceremony, devkeys, pending, publish_requests, signing, targets as targetlib
+from warehouse_tuf import canonical, ceremony, devkeys, pending, publish_requests, signing, trust_model
+from warehouse_tuf import targets as targetlib
 from warehouse_tuf.interfaces import IMetadataStorage, ITUFService
 from warehouse_tuf.locking import LockTimeout, publish_lock
 from warehouse_tuf.metrics import PREFIX as METRICS_PREFIX, NullMetrics, host_metrics, report_run
@@ -281,11 +282,17 @@ class TUFManager:
 
     # -- bootstrap ---------------------------------------------------------------
 
-    def bootstrap(self, root_bytes: bytes, targets_bytes: bytes) -> PublishResult:
-        """Install offline-signed root v1 and targets v1, every bin, snapshot and timestamp."""
+    def bootstrap(self, root_bytes: bytes, targets_bytes: bytes | None) -> PublishResult:
+        """Install offline-signed root v1 and targets v1, every bin, snapshot and timestamp.
+
+        ``targets_bytes`` None: the targets-online model (``trust_model.py``); the
+        online key signs targets v1 here.
+        """
         started = time.monotonic()
         root, targets = self._check_offline_roles(root_bytes, targets_bytes)
         signers = self._online_signers(root.signed, targets.signed)
+        if targets_bytes is None:
+            targets_bytes = trust_model.sign(targets, signers)
         with publish_lock(self.engine, self.settings.lock_timeout), self._sessions() as s:
             if s.scalar(select(func.count()).select_from(RoleVersion)):
                 raise BootstrapError("the repository is already bootstrapped")
@@ -341,7 +348,8 @@ class TUFManager:
             raise RepositoryError("tuf.dev_keys_path is not set")
         keys_dir = Path(self.settings.dev_keys_path)
         keys = {}
-        for role in ("root", "targets", "online"):
+        online_model = self.settings.targets_online
+        for role in ("root", "online") if online_model else ("root", "targets", "online"):
             path = keys_dir / f"{role}.pem"
             keys[role] = signing.load_key_file(path) if path.exists() else None
             if keys[role] is None:
@@ -351,11 +359,11 @@ class TUFManager:
         devkeys.record(keys_dir, [key.public_key for key in keys.values()])
         root_bytes, targets_bytes = self.build_offline_roles(
             root_keys=[keys["root"].public_key], root_threshold=1,
-            targets_keys=[keys["targets"].public_key], targets_threshold=1,
+            targets_keys=None if online_model else [keys["targets"].public_key], targets_threshold=1,
             online_keys=[keys["online"].public_key], online_threshold=1,
-            sign_with=[keys["root"]], sign_targets_with=[keys["targets"]],
+            sign_with=[keys["root"]], sign_targets_with=[] if online_model else [keys["targets"]],
         )
-        return self.bootstrap(root_bytes, targets_bytes)
+        return self.bootstrap(root_bytes, None if online_model else targets_bytes)
 
     def build_offline_roles(
         self, *, root_keys, root_threshold, targets_keys, targets_threshold,
@@ -365,12 +373,13 @@ class TUFManager:
         """Root and targets payloads as this repository's settings want them.
 
         Signed with ``sign_with`` (root) and ``sign_targets_with`` (targets)
-        when given; the ceremony signs them elsewhere otherwise.
+        when given; the ceremony signs them elsewhere otherwise. ``targets_keys``
+        None: root trusts the online keys for targets (the targets-online model).
         """
         now = utcnow()
         root_md, targets_md = ceremony.build_roles(
             root=ceremony.RoleSpec(list(root_keys), root_threshold),
-            targets=ceremony.RoleSpec(list(targets_keys), targets_threshold),
+            targets=None if targets_keys is None else ceremony.RoleSpec(list(targets_keys), targets_threshold),
             online=ceremony.RoleSpec(list(online_keys), online_threshold),
             bin_bits=self.settings.bin_bits, bin_prefix=self.settings.bin_name_prefix,
             root_expires=now + self.settings.expiry["root"],
@@ -409,6 +418,9 @@ class TUFManager:
             rows = {row.name: row for row in s.scalars(select(RoleVersion))}
             payload = self._check_install(trusted_root, trusted_targets, root_bytes, targets_bytes,
                                           without_old_key)
+            problem = trust_model.model_problem((payload.root or trusted_root).signed, self.settings.targets_online)
+            if problem:
+                raise InstallError(problem)
             self._refuse_development_keys((payload.root or trusted_root).signed,
                                           (payload.targets or trusted_targets).signed)
             if self._reinstall_after_restore(s, rows, payload, root_bytes, targets_bytes):
@@ -417,6 +429,9 @@ class TUFManager:
             self._check_storage_not_ahead(rows["timestamp"])
             new_root = payload.root or trusted_root
             new_targets = payload.targets or trusted_targets
+            if payload.targets is None and trust_model.targets_online(new_root.signed):
+                # The targets-online model: the index signs the next targets, delegating to root N+1's online keys.
+                new_targets = Metadata(ceremony.redelegated(trusted_targets.signed, new_root.signed))
             old_keys = signing.online_keys(trusted_root.signed, trusted_targets.signed)
             new_keys = signing.online_keys(new_root.signed, new_targets.signed)
             rotating = old_keys != new_keys
@@ -427,15 +442,25 @@ class TUFManager:
             else:
                 both = new_only = signing.load_online_signers(uris, new_keys)
             self._refuse_development_signers(both)
+            # The targets-online model: the online key signs targets M+1, or adds its signature
+            # to the payload's when the model switches (clients on root N or N+1 accept it).
+            index_signs_targets = rotating and payload.targets is None and trust_model.targets_online(new_root.signed)
+            if payload.targets is not None and trust_model.offline_roles(trusted_root.signed) != \
+                    trust_model.offline_roles(new_root.signed):
+                targets_bytes = trust_model.sign(payload.targets, both)
             now = utcnow()
             if handover:
                 self._resign_all(s, rows, _Trusted(trusted_root, trusted_targets, both), now)
             bins = {row.name: row.bin_index for row in rows.values()
                     if rotating and not handover and row.bin_index is not None}
-            versions = self._reserve(s, rows, [*bins, "snapshot", "timestamp"])
+            versions = self._reserve(s, rows, [*bins, "snapshot", "timestamp",
+                                               *(["targets"] if index_signs_targets else [])])
             s.commit()
             if bins:
                 self._sign_bins(s, _Trusted(new_root, new_targets, new_only), rows, bins, versions, now)
+            if index_signs_targets:
+                new_targets = Metadata[Targets].from_bytes(self._sign_online_targets(
+                    rows["targets"], new_targets.signed, versions["targets"], both, now))
             if payload.targets is not None:
                 self._publish_offline_role(rows["targets"], payload.targets.signed, targets_bytes, now)
             self._sign_snapshot_and_timestamp(
@@ -447,7 +472,8 @@ class TUFManager:
                 self._publish_offline_role(rows["root"], payload.root.signed, root_bytes, now)
             s.commit()
             if handover:
-                self._resign_all(s, rows, _Trusted(new_root, new_targets, new_only), now)
+                self._resign_all(s, rows, _Trusted(new_root, new_targets, new_only), now,
+                                 targets=trust_model.targets_online(new_root.signed))
             result = InstallResult(
                 root_version=rows["root"].version, targets_version=rows["targets"].version,
                 online_key_rotated=rotating, timestamp_version=rows["timestamp"].version,
@@ -551,16 +577,29 @@ class TUFManager:
         return signers, [signer for signer in signers if signer.public_key.keyid in new.keys]
 
     def _resign_all(self, s: Session, rows: dict[str, RoleVersion], trusted: _Trusted,
-                    now: datetime.datetime) -> None:
-        """Re-sign every bin, then snapshot and timestamp, with ``trusted.signers``."""
+                    now: datetime.datetime, *, targets: bool = False) -> None:
+        """Re-sign every bin, then snapshot and timestamp, with ``trusted.signers``; with ``targets``,
+        targets too (the targets-online model)."""
         bins = {row.name: row.bin_index for row in rows.values() if row.bin_index is not None}
-        versions = self._reserve(s, rows, [*bins, "snapshot", "timestamp"])
+        versions = self._reserve(s, rows, [*bins, "snapshot", "timestamp", *(["targets"] if targets else [])])
         s.commit()
+        if targets:
+            self._sign_online_targets(rows["targets"], trusted.targets.signed, versions["targets"],
+                                      trusted.signers, now)
         self._sign_bins(s, trusted, rows, bins, versions, now)
         self._sign_snapshot_and_timestamp(
             s, trusted, rows, versions["snapshot"], versions["timestamp"], now
         )
         s.commit()
+
+    def _sign_online_targets(self, row: RoleVersion, current: Targets, version: int, signers: list,
+                             now: datetime.datetime) -> bytes:
+        """``current`` as targets ``version``, signed by the online key (the targets-online model) and
+        stored before the snapshot that names it."""
+        signed = trust_model.next_targets(current, version=version, expires=now + self.settings.expiry["targets"])
+        data = trust_model.sign(signed, signers)
+        self._publish_offline_role(row, signed, data, now)
+        return data
 
     def _publish_offline_role(self, row: RoleVersion, signed: Root | Targets, data: bytes,
                               now: datetime.datetime) -> None:
@@ -665,7 +704,8 @@ class TUFManager:
           re-queued, so record them again (e.g. by backfill), then publish.
         """
         with publish_lock(self.engine, self.settings.lock_timeout), self._sessions() as s:
-            self._offline_roles(s)  # bootstrapped; the signers may trust a root not reinstalled yet
+            # Bootstrapped; the signers may trust a root not reinstalled yet.
+            offline = trust_model.offline_roles(self._offline_roles(s)[0].signed)
             rows = {row.name: row for row in s.scalars(select(RoleVersion))}
             published = self._published_versions(missing_ok=True)
             highest = dict(published)
@@ -674,7 +714,7 @@ class TUFManager:
                 if version.isdigit() and role.endswith(".json"):
                     role = role.removesuffix(".json")
                     highest[role] = max(highest.get(role, 0), int(version))
-            for name in ("root", "targets"):
+            for name in offline:
                 if highest.get(name, 0) > rows[name].version:
                     raise RepositoryError(
                         f"storage holds {name} version {highest[name]} but the database has "
@@ -682,7 +722,7 @@ class TUFManager:
                     )
             missing = self._storage_check(deep=True)["missing"]
             restored, unrecoverable = self._restore_offline_roles(s, rows)
-            online = [row for name, row in rows.items() if name not in ("root", "targets")]
+            online = [row for name, row in rows.items() if name not in offline]
             for row in online:
                 row.version = max(row.version, published.get(row.name, 0))
                 # reserved > version marks the role unfinished: the next publish re-signs
@@ -837,11 +877,13 @@ class TUFManager:
             if refresh_window is not None:
                 due = due | (RoleVersion.expires <= now + refresh_window)
             # Online roles an earlier run left unfinished, or expiring: a query,
-            # not one ORM object per bin (16,384 of them in production).
+            # not one ORM object per bin (16,384 of them in production). Targets is
+            # one of them in the targets-online model.
             due_roles = s.execute(
                 select(RoleVersion.name, RoleVersion.bin_index)
-                .where(due, RoleVersion.name.not_in(("root", "targets")))
+                .where(due, RoleVersion.name.not_in(trust_model.offline_roles(root.signed)))
             ).all()
+            resign_targets = ("targets", None) in due_roles
             if not changes and not due_roles:
                 return PublishResult(seconds=time.monotonic() - started)
             rows = {row.name: row for row in s.scalars(select(RoleVersion).where(RoleVersion.bin_index.is_(None)))}
@@ -855,7 +897,7 @@ class TUFManager:
                 c.project for c in changes
                 if c.kind in (ChangeKind.REMOVE_PROJECT.value, ChangeKind.RENDER_PAGES.value)
             )
-            versions = self._reserve(s, rows, ["snapshot", "timestamp"])
+            versions = self._reserve(s, rows, ["snapshot", "timestamp", *(["targets"] if resign_targets else [])])
             self._reserve_bins(s, indexes, versions["snapshot"])
             self._apply_changes(s, changes, pages)
             # The reservation is durable before any byte is written. The changes are
@@ -875,6 +917,8 @@ class TUFManager:
                 bin_files, bin_reports = self._sign_bins_in(s, trusted, indexes, now, renew_before)
             else:
                 self.sign_reserved_bins(indexes, now, renew_before)
+            if resign_targets:
+                self._sign_online_targets(rows["targets"], targets.signed, versions["targets"], trusted.signers, now)
             self._sign_snapshot_and_timestamp(
                 s, trusted, rows, versions["snapshot"], versions["timestamp"], now,
                 bin_files=bin_files, bin_reports=bin_reports,
@@ -1532,14 +1576,15 @@ class TUFManager:
                 )
         return uris
 
-    def _check_offline_roles(self, root_bytes: bytes, targets_bytes: bytes):
+    def _check_offline_roles(self, root_bytes: bytes, targets_bytes: bytes | None):
         try:
             root = Metadata[Root].from_bytes(root_bytes)
-            targets = Metadata[Targets].from_bytes(targets_bytes)
+            targets = None if targets_bytes is None else Metadata[Targets].from_bytes(targets_bytes)
         except Exception as exc:
             raise BootstrapError(f"root or targets is not valid TUF metadata: {exc}") from None
-        if not isinstance(root.signed, Root) or not isinstance(targets.signed, Targets):
+        if not isinstance(root.signed, Root) or (targets is not None and not isinstance(targets.signed, Targets)):
             raise BootstrapError("expected a root and a targets metadata file")
+        targets = self._targets_for_model(root, targets)
         if root.signed.version != 1 or targets.signed.version != 1:
             raise BootstrapError("bootstrap takes root version 1 and targets version 1")
         if not root.signed.consistent_snapshot:
@@ -1555,7 +1600,7 @@ class TUFManager:
                 f"{result.threshold}"
             )
         result = root.signed.get_verification_result("targets", targets.signed_bytes, targets.signatures)
-        if not result.verified:
+        if not result.verified and targets_bytes is not None:
             raise BootstrapError(
                 f"targets is signed by {len(result.signed)} of the keys root trusts for it, "
                 f"the threshold is {result.threshold}"
@@ -1581,6 +1626,24 @@ class TUFManager:
         except signing.SigningError as exc:
             raise BootstrapError(str(exc)) from None
         return root, targets
+
+    def _targets_for_model(self, root: Metadata[Root], targets: Metadata[Targets] | None) -> Metadata[Targets]:
+        """``targets`` as the payload gives it, or, in the targets-online model, the unsigned targets
+        v1 the index signs; refuses a payload of the model ``tuf.targets_online`` does not ask for."""
+        problem = trust_model.model_problem(root.signed, self.settings.targets_online)
+        if problem:
+            raise BootstrapError(problem)
+        online_model = trust_model.targets_online(root.signed)
+        if targets is not None and online_model:
+            raise BootstrapError("root v1 gives targets to the online key: the payload holds root only "
+                                 "(the index signs targets)")
+        if targets is None and not online_model:
+            raise BootstrapError("bootstrap needs root v1 and targets v1 together")
+        if targets is None:
+            targets = Metadata(ceremony.build_targets(
+                ceremony.online_spec(root.signed), self.settings.bin_bits, self.settings.bin_name_prefix,
+                utcnow() + self.settings.expiry["targets"]))
+        return targets
 
     def _put_offline_role(self, s: Session, name: str, data: bytes,
                           signed: Root | Targets) -> RoleVersion:
@@ -1680,7 +1743,11 @@ class TUFManager:
         for row in [*top.values(), earliest_bin]:
             if row.expires <= now:
                 problems.append(f"{row.name} expired at {row.expires.isoformat()}")
-        for name in ("root", "targets"):
+        model = trust_model.status(root, self.settings.targets_online)
+        if model["name"] != model["setting"]:
+            problems.append(f"tuf.targets_online asks for the {model['setting']} model but root v{root.version} "
+                            f"puts {model['name']} in force: install a root that switches (docs/ceremony.md)")
+        for name in trust_model.offline_roles(root):
             if name in top and now < top[name].expires <= now + OFFLINE_EXPIRY_WARNING:
                 problems.append(
                     f"{name} expires at {top[name].expires.isoformat()}: run the signing ceremony "
@@ -1705,6 +1772,7 @@ class TUFManager:
         problems.extend(storage.pop("problems"))
         return {
             "bootstrapped": True,
+            "trust_model": model,
             "roles": roles,
             "bins": {
                 "count": len(bins),

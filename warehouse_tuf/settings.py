@@ -176,6 +176,9 @@ SETTINGS: tuple[_Setting, ...] = (
     _Setting("tuf.fan_out_batch", 512, _positive_int,
              "bins per worker task when re-signing many bins (refresh, backfill, key rotation)"),
     _Setting("tuf.enabled", True, _asbool, "false turns the hooks off"),
+    _Setting("tuf.targets_online", False, _asbool,
+             "true: root is the only offline role, the online key signs targets too "
+             "(docs/ceremony.md); false: PEP 458's offline targets"),
     _Setting("tuf.metrics_interface", "warehouse.metrics.IMetricsService", str,
              "dotted name of the host's metrics service interface (none registered: no metrics)"),
 )
@@ -258,6 +261,7 @@ class TUFSettings:
     fan_out_batch: int
     enabled: bool
     metrics_interface: str
+    targets_online: bool
 
     @property
     def bin_bits(self) -> int:
@@ -315,6 +319,7 @@ class TUFSettings:
             fan_out_batch=parsed["tuf.fan_out_batch"],
             enabled=parsed["tuf.enabled"],
             metrics_interface=parsed["tuf.metrics_interface"],
+            targets_online=parsed["tuf.targets_online"],
         )
 
 
