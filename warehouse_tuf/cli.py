@@ -774,6 +774,11 @@ def verify_repository(metadata_url, root_file, targets_url, simple_url, sample, 
     )
     if report.unreachable:
         _fail(report.unreachable, 2)
+    if report.trust_model is not None:
+        from warehouse_tuf.trust_model import DESCRIPTIONS, WARNINGS
+
+        click.echo(f"trust model: {DESCRIPTIONS[report.trust_model]}")
+        click.echo(f"  warning: {WARNINGS[report.trust_model]}")
     for problem in report.problems:
         click.echo(f"problem: {problem}")
     if report.timestamp_version is None:
