@@ -58,6 +58,23 @@ def test_refresh_settings_that_let_a_role_expire_are_refused(settings, environ, 
     assert "\n" not in str(refused.value)
 
 
+@pytest.mark.parametrize("settings, environ, expected", [
+    ({}, {}, False),  # PEP 458's model unless asked otherwise
+    ({}, {"TUF_TARGETS_ONLINE": "true"}, True),
+    ({"tuf.targets_online": "false"}, {"TUF_TARGETS_ONLINE": "true"}, False),  # the Configurator wins
+    ({"tuf.targets_online": "yes"}, {}, True),
+    ({"tuf.targets_online": True}, {}, True),
+])
+def test_the_trust_model_setting(settings, environ, expected):
+    assert TUFSettings.from_settings(settings, environ=environ).targets_online is expected
+
+
+def test_a_trust_model_setting_that_is_neither_true_nor_false_is_refused():
+    with pytest.raises(ConfigurationError) as refused:
+        TUFSettings.from_settings({}, environ={"TUF_TARGETS_ONLINE": "ture"})
+    assert str(refused.value) == "tuf.targets_online (TUF_TARGETS_ONLINE) = 'ture': give true or false"
+
+
 def test_the_periodic_refresh_runs_at_the_refresh_interval(tmp_path):
     """includeme schedules the refresh task every ``tuf.refresh_interval``, not on a fixed crontab."""
     from celery import Celery

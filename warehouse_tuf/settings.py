@@ -37,6 +37,18 @@ def _asbool(value: Any) -> bool:
     return asbool(value)
 
 
+def _strict_bool(value: Any) -> bool:
+    """true/false, yes/no, on/off, 1/0: for a setting where a typo read as false weakens security."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0"):
+        return False
+    raise ValueError("give true or false")
+
+
 def parse_duration(value: str | int | timedelta) -> timedelta:
     """Parse ``"1d"``, ``"6h"``, ``"30m"``, ``"90s"`` or a number of seconds."""
     if isinstance(value, timedelta):
@@ -176,7 +188,7 @@ SETTINGS: tuple[_Setting, ...] = (
     _Setting("tuf.fan_out_batch", 512, _positive_int,
              "bins per worker task when re-signing many bins (refresh, backfill, key rotation)"),
     _Setting("tuf.enabled", True, _asbool, "false turns the hooks off"),
-    _Setting("tuf.targets_online", False, _asbool,
+    _Setting("tuf.targets_online", False, _strict_bool,
              "true: root is the only offline role, the online key signs targets too "
              "(docs/ceremony.md); false: PEP 458's offline targets"),
     _Setting("tuf.metrics_interface", "warehouse.metrics.IMetricsService", str,
