@@ -143,7 +143,8 @@ def test_clients_on_either_root_verify_after_every_write_of_a_rotation(rotation,
         "targets", targets.signed_bytes, targets.signatures).verified
 
 
-def test_lost_online_key_is_replaced_without_it_and_clients_fail_closed_meanwhile(db, tmp_path, holders):
+@pytest.mark.parametrize("targets_online", [False, True], ids=["pep458", "targets-online"])
+def test_lost_online_key_is_replaced_without_it_and_clients_fail_closed_meanwhile(db, tmp_path, holders, targets_online):
     h = holders
     metadata_dir, targets_dir = tmp_path / "metadata", tmp_path / "packages"
     seen: list[str] = []
@@ -155,10 +156,11 @@ def test_lost_online_key_is_replaced_without_it_and_clients_fail_closed_meanwhil
         except Exception as exc:  # refused: what a client must do with metadata its root rejects
             seen.append(type(exc).__name__)
 
-    settings = make_settings(tmp_path, **{"tuf.online_signers": h["online1"].signer_entry})
+    settings = make_settings(tmp_path, **{"tuf.online_signers": h["online1"].signer_entry,
+                                          "tuf.targets_online": targets_online})
     manager = TUFManager(db, settings, WatchedStorage(metadata_dir, lambda written: None),
                          LocalStorage(tmp_path / "simple"))
-    manager.bootstrap(*(v1_payload(h).role_bytes(role) for role in ("root", "targets")))
+    manager.bootstrap(*(v1_payload(h, targets_online=targets_online).role_bytes(role) for role in ("root", "targets")))
     path = "k/kept.whl"
     (targets_dir / "k").mkdir(parents=True)
     (targets_dir / "k" / "kept.whl").write_bytes(b"kept")
@@ -170,8 +172,8 @@ def test_lost_online_key_is_replaced_without_it_and_clients_fail_closed_meanwhil
     follower = clone(old)
     manager.storage.after_write = check_client
 
-    payload = next_payload(h, metadata_dir, ("root1", "root2", "targets1", "targets2"),
-                           online_keys=[key(h, "online2")])
+    signers = ("root1", "root2") if targets_online else ("root1", "root2", "targets1", "targets2")
+    payload = next_payload(h, metadata_dir, signers, online_keys=[key(h, "online2")])
     result = manager.install(payload.role_bytes("root"), payload.role_bytes("targets"),
                              (h["online2"].signer_entry,), without_old_key=True)
     assert result.online_key_rotated
@@ -179,6 +181,11 @@ def test_lost_online_key_is_replaced_without_it_and_clients_fail_closed_meanwhil
     assert clone(old).download(path) == b"kept"
     timestamp = Metadata.from_bytes((metadata_dir / "timestamp.json").read_bytes())
     assert set(timestamp.signatures) == {h["online2"].keyid}
+    updated = clone(old)
+    assert updated.download(path) == b"kept"
+    targets = Metadata.from_file(str(updated.cache / "targets.json"))
+    assert set(targets.signatures) == {h["online2" if targets_online else "targets1"].keyid,
+                                       h["online2" if targets_online else "targets2"].keyid}
 
 
 def test_lost_targets_key_is_replaced_with_the_new_keys_only(db, tmp_path, holders):
