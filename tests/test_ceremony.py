@@ -528,7 +528,9 @@ def test_targets_online_ceremony_rotation_and_switches_both_ways(engine, tmp_pat
         "--targets-threshold", 2, "-o", to_pep)
     for name in ("root1", "root2", "targets1", "targets2"):
         run(None, "ceremony", "sign", to_pep, "--key", h[name].uri)
-    assert "ready to install" in run(None, "ceremony", "verify", to_pep).output
+    verify = run(None, "ceremony", "verify", to_pep).output
+    assert "ready to install" in verify
+    assert "root v2 trusts the online key for targets: 'tuf install' adds its signature" in verify
     refused = run(config, "install", to_pep, ok=None)  # the setting still asks for targets online
     assert "keeps targets offline (targets keys) but tuf.targets_online is true" in one_line_error(refused)
     config = host(False, h["online2"].uri)
@@ -579,6 +581,14 @@ def test_a_payload_of_the_other_trust_model_is_refused_and_changes_nothing(setti
                 else "root v1 gives targets to the online key but tuf.targets_online is false")
     assert expected in message
     assert repository_state(engine, tmp_path / "metadata") == before
+
+    if setting:  # a root-only payload that carries a targets all the same
+        both = v1_payload(h, targets_online=True)
+        both.targets = v1_payload(h).targets
+        wrong.write_bytes(both.to_bytes())
+        message = one_line_error(run(config, "bootstrap", wrong, ok=None))
+        assert "root v1 gives targets to the online key: the payload holds root only" in message
+        assert repository_state(engine, tmp_path / "metadata") == before
 
     right = tmp_path / "right-model.json"
     right.write_bytes(v1_payload(h, targets_online=setting).to_bytes())

@@ -497,6 +497,15 @@ class Payload:
             roots = [(label, root) for label, root in roots if not trust_model.targets_online(root)]
         return roots
 
+    def targets_signed_at_install(self) -> list[str]:
+        """The roots (as labels) that trust the online key for this payload's targets: ``tuf install``
+        adds the online key's signature for them (a switch of trust model)."""
+        if self.targets is None:
+            return []
+        roots = [self.root, self.trusted_root]
+        return [f"root v{md.signed.version}" for md in roots
+                if md is not None and trust_model.targets_online(md.signed)]
+
     def accepted_keys(self, role: str) -> dict[str, Key]:
         keys = {}
         for _, root in self.signing_roots(role):

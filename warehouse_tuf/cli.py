@@ -417,6 +417,9 @@ def _show_payload(payload: Any) -> list[str]:
         for sig in report.signatures:
             if sig.state != "valid":
                 click.echo(f"  signature by {short_keyid(sig.keyid)}: {sig.state}")
+        if report.role == "targets":
+            for label in payload.targets_signed_at_install():
+                click.echo(f"  {label} trusts the online key for targets: 'tuf install' adds its signature")
     root = payload.root_in_force
     targets = payload.targets.signed if payload.targets else None
     if root is not None:
