@@ -241,6 +241,10 @@ def build_root(*, root: RoleSpec, targets: RoleSpec | None, online: RoleSpec,
                expires: datetime.datetime, version: int) -> Root:
     """A root trusting these keys, the online ones for snapshot and timestamp (and for targets
     when ``targets`` is None)."""
+    if targets is not None and {k.keyid for k in targets.keys} == {k.keyid for k in online.keys} \
+            and targets.threshold == online.threshold:
+        raise CeremonyError("the targets keys are the online keys: that is the targets-online model "
+                            "(give --targets-online instead of targets keys)")
     targets = targets or online
     for label, spec in (("root", root), ("targets", targets), ("online", online)):
         spec.check(f"{label} keys")
