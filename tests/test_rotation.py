@@ -15,6 +15,7 @@ from tests.keyholders import make_holder, next_payload, public_key as key, v1_pa
 from tests.tufclient import Client
 from tests.conftest import make_settings
 from warehouse_tuf import ceremony
+from warehouse_tuf.models import RoleVersion
 from warehouse_tuf.services import TUFManager
 from warehouse_tuf.storage import LocalStorage
 
@@ -229,6 +230,39 @@ def _tables(engine):
                     conn.execute(insert(table), saved[table])
 
     return backup, restore
+
+
+def test_database_restored_from_before_a_model_switch_reinstalls_the_payload_then_recovers(db, engine, tmp_path, holders):
+    """The switch's targets is published with the online key's signature added; after a restore the
+    same payload is recognised in it and goes back, with the bytes clients have."""
+    h = holders
+    metadata_dir, targets_dir = tmp_path / "metadata", tmp_path / "packages"
+    backup, restore = _tables(engine)
+    settings = make_settings(tmp_path, **{"tuf.online_signers": h["online1"].signer_entry})
+    manager = TUFManager(db, settings, LocalStorage(metadata_dir), LocalStorage(tmp_path / "simple"))
+    manager.bootstrap(*(v1_payload(h).role_bytes(role) for role in ("root", "targets")))
+    saved = backup()
+    payload = next_payload(h, metadata_dir, ("root1", "root2", "targets1", "targets2"), targets_online=True)
+    manager.settings = make_settings(tmp_path, **{"tuf.online_signers": h["online1"].signer_entry,
+                                                  "tuf.targets_online": True})
+    manager.install(payload.role_bytes("root"), payload.role_bytes("targets"))
+    published = (metadata_dir / "2.targets.json").read_bytes()
+    assert published != payload.role_bytes("targets")  # the online key signed it too
+    client = Client(metadata_dir, targets_dir)
+    client.refresh()
+
+    restore(saved)  # the database forgets the switch
+    db.expire_all()
+    manager.install(payload.role_bytes("root"), payload.role_bytes("targets"))
+    assert db.get(RoleVersion, "targets").signed_bytes == published
+    manager.recover()
+    (targets_dir / "f").mkdir(parents=True)
+    (targets_dir / "f" / "b.whl").write_bytes(b"b")
+    manager.record_target("f/b.whl", 1, {"sha256": hashlib.sha256(b"b").hexdigest()})
+    db.commit()
+    manager.publish()
+    assert client.download("f/b.whl") == b"b"
+    assert manager.status()["trust_model"]["targets_online"]
 
 
 def test_database_restored_from_before_a_rotation_reinstalls_the_payload_then_recovers(db, engine, tmp_path, holders):

@@ -521,7 +521,8 @@ class TUFManager:
         for name, md in roles.items():
             stored = f"{md.signed.version}.{name}.json"
             data = root_bytes if name == "root" else targets_bytes
-            if self._stored_bytes(stored) not in (None, data):
+            published = self._stored_bytes(stored)
+            if published is not None and not trust_model.published_as(published, data):
                 problems.append(f"storage already publishes {stored} with other bytes")
         if problems:
             raise InstallError(problems[0])
@@ -531,7 +532,8 @@ class TUFManager:
         self, s: Session, rows: dict[str, RoleVersion], payload: ceremony.Payload,
         root_bytes: bytes | None, targets_bytes: bytes | None,
     ) -> bool:
-        """After a database restore, put back roles storage already publishes, byte for byte.
+        """After a database restore, put back roles storage already publishes, byte for byte
+        (a model switch's targets with the online key's signature, as install published it).
 
         Storage is then ahead of the database ('tuf recover' refuses until the
         newer root and targets are back); nothing is signed or written here.
@@ -539,10 +541,12 @@ class TUFManager:
         stored = self._stored_timestamp_version()
         if stored is None or stored <= rows["timestamp"].reserved_version:
             return False
-        roles = [("root", payload.root, root_bytes), ("targets", payload.targets, targets_bytes)]
-        for name, md, data in roles:
-            if md is not None and self._stored_bytes(f"{md.signed.version}.{name}.json") != data:
+        roles = []
+        for name, md, data in (("root", payload.root, root_bytes), ("targets", payload.targets, targets_bytes)):
+            published = self._stored_bytes(f"{md.signed.version}.{name}.json") if md is not None else None
+            if md is not None and (published is None or not trust_model.published_as(published, data)):
                 return False
+            roles.append((name, md, published))
         now = utcnow()
         for name, md, data in roles:
             if md is not None:

@@ -81,6 +81,21 @@ def status(root: Root, setting: bool) -> dict[str, object]:
             "description": DESCRIPTIONS[name], "warning": WARNINGS[name]}
 
 
+def published_as(stored: bytes, payload: bytes) -> bool:
+    """Whether ``stored`` (what storage publishes) is the payload's role as ``tuf install`` published
+    it: the very bytes, or, for a targets of a model switch, the same signed part and signatures
+    with the online key's signature added."""
+    if stored == payload:
+        return True
+    try:
+        published, signed = Metadata.from_bytes(stored), Metadata.from_bytes(payload)
+    except Exception:  # python-tuf raises several kinds for what is not metadata
+        return False
+    return (published.signed_bytes == signed.signed_bytes
+            and set(signed.signatures) < set(published.signatures)
+            and all(published.signatures[keyid] == sig for keyid, sig in signed.signatures.items()))
+
+
 def next_targets(current: Targets, *, version: int, expires: datetime.datetime) -> Targets:
     """``current`` with a new version and expiry: what the index signs in the targets-online model
     (the bin delegation is the caller's to set when the online key changes)."""
