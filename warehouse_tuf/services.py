@@ -418,7 +418,8 @@ class TUFManager:
             rows = {row.name: row for row in s.scalars(select(RoleVersion))}
             payload = self._check_install(trusted_root, trusted_targets, root_bytes, targets_bytes,
                                           without_old_key)
-            problem = trust_model.model_problem((payload.root or trusted_root).signed, self.settings.targets_online)
+            problem = trust_model.model_problem((payload.root or trusted_root).signed,
+                                                self.settings.targets_online)
             if problem:
                 raise InstallError(problem)
             self._refuse_development_keys((payload.root or trusted_root).signed,
@@ -444,9 +445,9 @@ class TUFManager:
             self._refuse_development_signers(both)
             # The targets-online model: the online key signs targets M+1, or adds its signature
             # to the payload's when the model switches (clients on root N or N+1 accept it).
-            index_signs_targets = rotating and payload.targets is None and trust_model.targets_online(new_root.signed)
-            if payload.targets is not None and trust_model.offline_roles(trusted_root.signed) != \
-                    trust_model.offline_roles(new_root.signed):
+            online_model = trust_model.targets_online(new_root.signed)
+            index_signs_targets = rotating and payload.targets is None and online_model
+            if payload.targets is not None and online_model != trust_model.targets_online(trusted_root.signed):
                 targets_bytes = trust_model.sign(payload.targets, both)
             now = utcnow()
             if handover:
@@ -472,8 +473,7 @@ class TUFManager:
                 self._publish_offline_role(rows["root"], payload.root.signed, root_bytes, now)
             s.commit()
             if handover:
-                self._resign_all(s, rows, _Trusted(new_root, new_targets, new_only), now,
-                                 targets=trust_model.targets_online(new_root.signed))
+                self._resign_all(s, rows, _Trusted(new_root, new_targets, new_only), now, targets=online_model)
             result = InstallResult(
                 root_version=rows["root"].version, targets_version=rows["targets"].version,
                 online_key_rotated=rotating, timestamp_version=rows["timestamp"].version,
@@ -922,7 +922,8 @@ class TUFManager:
             else:
                 self.sign_reserved_bins(indexes, now, renew_before)
             if resign_targets:
-                self._sign_online_targets(rows["targets"], targets.signed, versions["targets"], trusted.signers, now)
+                self._sign_online_targets(rows["targets"], targets.signed, versions["targets"],
+                                          trusted.signers, now)
             self._sign_snapshot_and_timestamp(
                 s, trusted, rows, versions["snapshot"], versions["timestamp"], now,
                 bin_files=bin_files, bin_reports=bin_reports,
