@@ -336,6 +336,42 @@ def refresh(mode: str, bins: int, as_json: bool, targets: int, workers: int) -> 
         }, as_json)
 
 
+@bench.command()
+@_common
+@click.option("--targets", default=100_000, show_default=True, help="Targets in the bins.")
+@click.option("--workers", default=2, show_default=True, help="Celery worker processes (distributed mode).")
+def rotation(mode: str, bins: int, as_json: bool, targets: int, workers: int) -> None:
+    """``tuf install`` of root v2 and targets v2 trusting a new online key (the handover): wall time."""
+    from warehouse_tuf import signing
+
+    projects = max(1, targets // 20)
+    with bench_host(mode, bins, workers) as host:
+        _publish_seeded(host, targets, projects)
+        host.start_workers()
+        manager = _manager(host)
+        keys = Path(manager.settings.dev_keys_path)
+        root, targets_key, old = (signing.load_key_file(keys / f"{role}.pem") for role in ("root", "targets", "online"))
+        new_path = host.data / "online2.pem"
+        signing.generate_key_file(new_path)
+        new = signing.load_key_file(new_path)
+        root_bytes, targets_bytes = manager.build_offline_roles(
+            root_keys=[root.public_key], root_threshold=1, targets_keys=[targets_key.public_key],
+            targets_threshold=1, online_keys=[new.public_key], online_threshold=1,
+            sign_with=[root], sign_targets_with=[targets_key], version=2,
+        )
+        signers = (f"{old.public_key.keyid}=file2:{keys / 'online.pem'}", f"{new.public_key.keyid}=file2:{new_path}")
+        started = time.monotonic()
+        result = manager.install(root_bytes, targets_bytes, signers)
+        wall = time.monotonic() - started
+        verified = verify(host, sample(targets), projects)
+        report({
+            "scenario": "rotation", "mode": mode, "bins": bins, "targets": targets,
+            "workers": workers if mode == "distributed" else 0, "online_key_rotated": result.online_key_rotated,
+            "root_version": result.root_version, "wall_s": round(wall, 2), "peak_rss_mb": peak_rss_mb(),
+            "ngclient_verified": verified,
+        }, as_json)
+
+
 def _counting_client(metadata: Path, targets: Path) -> Any:
     """An ngclient user whose fetcher counts the bytes it downloads (``client.fetcher.bytes``)."""
     from tests.tufclient import Client, LocalFetcher

@@ -8,7 +8,13 @@ files. This bench times that call alone, alternating in one run between:
   ``os.sync()`` of the whole host before the renames and one after);
 - ``writes only``: today's ``LocalStorage`` with ``os.fsync`` made a no-op, the
   cost of the writes and renames without any durability (never a mode of the
-  extension: the floor the two others are compared with).
+  extension: the floor the two others are compared with);
+- ``after_threadsN`` (``--threads N``, repeatable): today's ``LocalStorage``
+  sharing the files among N threads instead of its own count, to see whether
+  more concurrent fsyncs share more of the filesystem's commits;
+- ``after_fdatasync`` (``--fdatasync``): today's ``LocalStorage`` with
+  ``os.fdatasync`` in place of ``os.fsync`` (a new file's size and blocks are
+  still committed; only its timestamps are not).
 
 The ratios say what durability costs on this disk, apart from signing. The
 files go to a temporary directory: set ``TMPDIR`` to measure another disk.
@@ -23,13 +29,14 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
 import click
 
 from dev.bench import bench, report
+from warehouse_tuf import storage as storage_module
 from warehouse_tuf.storage import LocalStorage
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -48,13 +55,23 @@ def _storage_at(revision: str, into: Path) -> ModuleType:
 
 
 @contextlib.contextmanager
-def _without_fsync() -> Iterator[None]:
+def _fsync_replaced_by(replacement: Callable[[int], None]) -> Iterator[None]:
     real = os.fsync
-    os.fsync = lambda fd: None
+    os.fsync = replacement
     try:
         yield
     finally:
         os.fsync = real
+
+
+@contextlib.contextmanager
+def _sync_threads(count: int) -> Iterator[None]:
+    real = storage_module._SYNC_THREADS
+    storage_module._SYNC_THREADS = count
+    try:
+        yield
+    finally:
+        storage_module._SYNC_THREADS = real
 
 
 def _bins(count: int, size: int) -> dict[str, bytes]:
@@ -69,16 +86,26 @@ def _bins(count: int, size: int) -> dict[str, bytes]:
 @click.option("--rounds", default=5, show_default=True, type=click.IntRange(1))
 @click.option("--before", default="31e3b86~1", show_default=True,
               help="The revision whose LocalStorage is 'before' (the last one with os.sync()).")
+@click.option("--threads", multiple=True, type=click.IntRange(1),
+              help="Also time today's LocalStorage sharing the files among this many threads (repeatable).")
+@click.option("--fdatasync", is_flag=True, help="Also time today's LocalStorage with os.fdatasync for os.fsync.")
 @click.option("--json", "as_json", is_flag=True, help="Also print the figures as JSON.")
-def storage_sync(files: int, size: int, rounds: int, before: str, as_json: bool) -> None:
-    """Time LocalStorage.put_many of --files bins: now, at --before, and with no fsync at all."""
+def storage_sync(files: int, size: int, rounds: int, before: str, threads: tuple[int, ...], fdatasync: bool,
+                 as_json: bool) -> None:
+    """Time LocalStorage.put_many of --files bins: now, at --before, with no fsync at all, and the variants asked."""
     content = _bins(files, size)
-    seconds: dict[str, list[float]] = {"after": [], "before": [], "writes_only": []}
     with tempfile.TemporaryDirectory(prefix="tuf-bench-storage-") as work:
         old = _storage_at(before, Path(work))
-        runs = {"after": (LocalStorage, contextlib.nullcontext),
-                "before": (old.LocalStorage, contextlib.nullcontext),
-                "writes_only": (LocalStorage, _without_fsync)}
+        runs: dict[str, tuple[type, Callable[[], contextlib.AbstractContextManager]]] = {
+            "after": (LocalStorage, contextlib.nullcontext),
+            "before": (old.LocalStorage, contextlib.nullcontext),
+            "writes_only": (LocalStorage, lambda: _fsync_replaced_by(lambda fd: None)),
+        }
+        for count in threads:
+            runs[f"after_threads{count}"] = (LocalStorage, lambda count=count: _sync_threads(count))
+        if fdatasync:
+            runs["after_fdatasync"] = (LocalStorage, lambda: _fsync_replaced_by(os.fdatasync))
+        seconds: dict[str, list[float]] = {label: [] for label in runs}
         for round_ in range(rounds):
             for label, (storage_class, context) in runs.items():
                 directory = Path(work, f"{label}-{round_}")
@@ -88,7 +115,7 @@ def storage_sync(files: int, size: int, rounds: int, before: str, as_json: bool)
                     started = time.monotonic()
                     storage.put_many(content)
                     seconds[label].append(time.monotonic() - started)
-                click.echo(f"round {round_ + 1} {label:>11}: {seconds[label][-1]:.2f} s  "
+                click.echo(f"round {round_ + 1} {label:>16}: {seconds[label][-1]:.2f} s  "
                            f"(load {os.getloadavg()[0]:.2f})", err=True)
     medians = {label: statistics.median(values) for label, values in seconds.items()}
     report({
@@ -99,4 +126,6 @@ def storage_sync(files: int, size: int, rounds: int, before: str, as_json: bool)
         "after_over_before": round(medians["after"] / medians["before"], 3),
         "after_over_writes_only": round(medians["after"] / medians["writes_only"], 3),
         "fsync_cost_per_file_ms": round((medians["after"] - medians["writes_only"]) / files * 1000, 3),
+        **{f"{label}_over_before": round(medians[label] / medians["before"], 3)
+           for label in runs if label.startswith("after_")},
     }, as_json)

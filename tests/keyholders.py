@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_private_key
 from tuf.api.metadata import Metadata
 
-from warehouse_tuf import ceremony
+from warehouse_tuf import ceremony, keyfiles
 from warehouse_tuf.cli import tuf
 from warehouse_tuf.signing import generate_key_file
 
@@ -55,7 +55,7 @@ def v1_payload(h, *, bins: int = 16, sign: tuple[str, ...] | None = None, target
     """Root v1 and targets v1 (root v1 alone with ``targets_online``), signed by ``sign``
     (default: every threshold)."""
     now = ceremony.utcnow()
-    keys = {name: ceremony.load_public_key(holder.public) for name, holder in h.items()}
+    keys = {name: keyfiles.load_public_key(holder.public) for name, holder in h.items()}
     root, targets = ceremony.build_roles(
         root=ceremony.RoleSpec([keys["root1"], keys["root2"], keys["root3"]], 2),
         targets=None if targets_online else ceremony.RoleSpec([keys["targets1"], keys["targets2"]], 2),
@@ -85,4 +85,4 @@ def next_payload(h, metadata_dir, signers, **changes) -> ceremony.Payload:
 
 
 def public_key(h, name):
-    return ceremony.load_public_key(h[name].public)
+    return keyfiles.load_public_key(h[name].public)

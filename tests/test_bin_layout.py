@@ -68,9 +68,9 @@ def test_bin_indexes_follow_the_installed_targets_not_the_settings(repo, tmp_pat
     """Even a manager that skipped the check would compute 16-bin indexes: the layout is read, not configured."""
     other = other_manager(repo, tmp_path, **{"tuf.bin_count": 32})
     with pytest.raises(BinLayoutError):
-        other._bins()
-    assert repo._bins() == targetlib.BinLayout(4, "bins")
-    assert [repo._bin_name(i) for i in (0, 15)] == ["bins-0", "bins-f"]
+        other.bin_layout()
+    assert repo.bin_layout() == targetlib.BinLayout(4, "bins")
+    assert [repo.bin_layout().name(i) for i in (0, 15)] == ["bins-0", "bins-f"]
 
 
 def test_cli_publish_refuses_in_one_line_and_status_names_the_problem(engine, tmp_path):

@@ -22,7 +22,7 @@ from tuf.api.metadata import Metadata
 from tests.conftest import make_configurator
 from tests.keyholders import make_holder, next_payload, public_key, run, v1_payload
 from tests.tufclient import Client
-from warehouse_tuf import ceremony
+from warehouse_tuf import ceremony, keyfiles
 from warehouse_tuf.cli import service
 
 
@@ -227,7 +227,7 @@ BOOTSTRAP_CASES = [
     ("root version not 1", lambda h: resign(edited(v1_payload(h, sign=()), _set("root.signed.version", 2)), h, ALL_V1),
      "root version is 2, expected 1"),
     ("online key mismatch", lambda h: resign(edited(v1_payload(h, sign=()), lambda o: o["targets"]["signed"]["delegations"].update(
-        keys={h["outsider"].keyid: ceremony.load_public_key(h["outsider"].public).to_dict()},
+        keys={h["outsider"].keyid: keyfiles.load_public_key(h["outsider"].public).to_dict()},
         succinct_roles={**o["targets"]["signed"]["delegations"]["succinct_roles"], "keyids": [h["outsider"].keyid]})), h, ALL_V1),
      "must trust the same online key(s)"),
     ("no consistent snapshots", lambda h: resign(edited(v1_payload(h, sign=()), _set("root.signed.consistent_snapshot", False)), h, ALL_V1),

@@ -90,7 +90,7 @@ def test_a_publish_of_one_change_reads_its_bin_and_a_bounded_number_of_other_row
     reads = Reads(engine)
     result = repo.publish()
 
-    assert result.bins == [repo._bin_name(touched)]
+    assert result.bins == [repo.bin_layout().name(touched)]
     # Roles: the top-level ones (read a few times), the touched bin, the timestamp's
     # reservation and the health gauges; never the 256 bins.
     assert reads.rows.get("tuf_roles", 0) <= 20, reads.rows
@@ -110,7 +110,7 @@ def test_a_process_that_did_not_build_the_current_snapshot_rebuilds_it_from_ever
     path = publish_file(repo, targets_dir, "a-1.0.whl", b"a")
     repo.db.commit()
     repo.publish()
-    CACHE.take(repo._repository, -1, "")  # as in a process that never published here
+    CACHE.take(repo.repository.name, -1, "")  # as in a process that never published here
     other = publish_file(repo, targets_dir, "b-1.0.whl", b"b")
     repo.db.commit()
 
@@ -172,7 +172,7 @@ def test_snapshot_bytes_equal_a_build_from_every_row_after_any_publishes(steps, 
         published: dict[str, bytes] = {}
         for step, (kind, seed, count) in enumerate(steps):
             if kind == "forget":
-                CACHE.take(repo._repository, -1, "")
+                CACHE.take(repo.repository.name, -1, "")
                 continue
             if kind == "refresh":
                 repo.refresh(window=settings.expiry["bins"] * 2)

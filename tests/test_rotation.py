@@ -112,8 +112,9 @@ def test_clients_on_either_root_verify_after_every_write_of_a_rotation(rotation,
                                root_expiry=datetime.timedelta(days=200))
     assert payload.problems() == []
     assert (payload.targets is None) is (online_before and online_after or rotation == "root key")
-    manager.settings = make_settings(tmp_path, **{"tuf.online_signers": h["online1"].signer_entry,
-                                                  "tuf.targets_online": online_after})
+    manager = TUFManager(db, make_settings(tmp_path, **{"tuf.online_signers": h["online1"].signer_entry,
+                                                        "tuf.targets_online": online_after}),
+                         storage, LocalStorage(tmp_path / "simple"))
     result = manager.install(payload.role_bytes("root"), payload.role_bytes("targets"), signer_uris)
     assert result.root_version == 2
     assert result.online_key_rotated is rotation.startswith("online key")
@@ -243,8 +244,9 @@ def test_database_restored_from_before_a_model_switch_reinstalls_the_payload_the
     manager.bootstrap(*(v1_payload(h).role_bytes(role) for role in ("root", "targets")))
     saved = backup()
     payload = next_payload(h, metadata_dir, ("root1", "root2", "targets1", "targets2"), targets_online=True)
-    manager.settings = make_settings(tmp_path, **{"tuf.online_signers": h["online1"].signer_entry,
-                                                  "tuf.targets_online": True})
+    manager = TUFManager(db, make_settings(tmp_path, **{"tuf.online_signers": h["online1"].signer_entry,
+                                                        "tuf.targets_online": True}),
+                         LocalStorage(metadata_dir), LocalStorage(tmp_path / "simple"))
     manager.install(payload.role_bytes("root"), payload.role_bytes("targets"))
     published = (metadata_dir / "2.targets.json").read_bytes()
     assert published != payload.role_bytes("targets")  # the online key signed it too

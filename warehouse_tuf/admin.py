@@ -33,8 +33,9 @@ from pyramid.response import Response
 from sqlalchemy import select
 
 from warehouse_tuf.cli import relative, short_keyid  # as ``tuf status`` shows them
+from warehouse_tuf.clock import utcnow
 from warehouse_tuf.interfaces import ITUFService
-from warehouse_tuf.models import PublishLog, RoleVersion, utcnow
+from warehouse_tuf.models import PublishLog, RoleVersion
 
 ROUTE = "admin.tuf"
 PATH = "/admin/tuf/"

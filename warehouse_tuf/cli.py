@@ -380,10 +380,10 @@ def _duration(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 
 
 def _public_keys(ctx: click.Context, param: click.Parameter, value: Any) -> list:
-    from warehouse_tuf import ceremony as ceremonylib
+    from warehouse_tuf import ceremony as ceremonylib, keyfiles
 
     try:
-        return [ceremonylib.load_public_key(path) for path in value or ()]
+        return [keyfiles.load_public_key(path) for path in value or ()]
     except ceremonylib.CeremonyError as exc:
         raise click.BadParameter(str(exc)) from None
 
@@ -457,11 +457,11 @@ def generate_key(output: str, public_output: str | None, scheme: str) -> None:
     public key with 'ceremony import-hsm-key' (securesystemslib cannot create
     keys inside an HSM).
     """
-    from warehouse_tuf import ceremony as ceremonylib
+    from warehouse_tuf import ceremony as ceremonylib, keyfiles
 
-    public_output = public_output or ceremonylib.public_key_path(output)
+    public_output = public_output or keyfiles.public_key_path(output)
     try:
-        key = ceremonylib.generate_key(output, public_output, scheme)
+        key = keyfiles.generate_key(output, public_output, scheme)
     except ceremonylib.CeremonyError as exc:
         _fail(exc)
     click.echo(f"private key: {output} (keep it offline; sign with --key file2:{output})")
@@ -480,10 +480,10 @@ def import_hsm_key(output: str) -> None:
     an ECDSA P-256 or P-384 key with PKCS#11 key id 2 (PIV slot 9c, "digital
     signature"), where securesystemslib's HSMSigner reads it.
     """
-    from warehouse_tuf import ceremony as ceremonylib
+    from warehouse_tuf import ceremony as ceremonylib, keyfiles
 
     try:
-        uri, key = ceremonylib.import_hsm_key(output)
+        uri, key = keyfiles.import_hsm_key(output)
     except ceremonylib.CeremonyError as exc:
         _fail(exc)
     click.echo(f"public key: {output}")
@@ -613,10 +613,10 @@ def _write_new(path: str, data: bytes) -> None:
 @click.argument("public_key", type=click.Path(dir_okay=False))
 def key_id(public_key) -> None:
     """Print the TUF key id of a public key file, for holders to read aloud."""
-    from warehouse_tuf import ceremony as ceremonylib
+    from warehouse_tuf import ceremony as ceremonylib, keyfiles
 
     try:
-        key = ceremonylib.load_public_key(public_key)
+        key = keyfiles.load_public_key(public_key)
     except ceremonylib.CeremonyError as exc:
         _fail(exc)
     click.echo(f"{short_keyid(key.keyid)}  ({key.keyid}, {key.keytype}/{key.scheme})")

@@ -7,9 +7,14 @@ class ITUFService(Interface):
     """The PEP 458 repository: records target changes, publishes signed metadata."""
 
     engine = Attribute("The database Engine the repository opens its own connections on.")
+    settings = Attribute("The parsed tuf.* settings (a TUFSettings).")
+    progress = Attribute("Called as progress(stage, done, total) while bins are signed here; None: silent.")
 
     def create_service(context, request):
         """Create the service for the given context and request."""
+
+    def bin_layout():
+        """The hash bins the installed targets delegates to (a BinLayout)."""
 
     def record_target(path, length, hashes, *, project=None, release=None):
         """Record a distribution target to add, in the caller's transaction."""
@@ -32,11 +37,12 @@ class ITUFService(Interface):
     def bootstrap_development():
         """Generate development keys and bootstrap with them (refused in production)."""
 
-    def publish(*, wait=True, linger=0.0):
+    def publish(*, wait=True, linger=0.0, deadline=None):
         """Sign everything pending: touched bins, then one snapshot, then one timestamp.
 
         ``wait=False`` returns at once when another publisher runs (it takes these changes);
-        ``linger`` seconds: how long to keep looking for new changes after the last run.
+        ``linger`` seconds: how long to keep looking for new changes after the last run;
+        past ``deadline`` (``time.monotonic()``) no new run starts.
         """
 
     def refresh(window=None):
@@ -57,7 +63,7 @@ class ITUFService(Interface):
     def install(root_bytes, targets_bytes, online_signers=None, *, without_old_key=False):
         """Install offline-signed root N+1 and/or targets M+1 (rotation, renewal)."""
 
-    def gc(*, dry_run=False):
+    def gc(*, dry_run=False, now=None):
         """Delete metadata versions outside the retention window (never a root)."""
 
     def status(*, deep=False):

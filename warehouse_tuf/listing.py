@@ -22,7 +22,7 @@ def project_targets(service: Any, project: str, release: str | None = None) -> l
     with Session(service.engine) as s:
         if s.get(RoleVersion, "targets") is None:  # not bootstrapped: nothing is signed
             return []
-        layout = service._bins()  # noqa: SLF001  the installed layout, as the service reads it
+        layout = service.bin_layout()
         query = select(Target).where(Target.project == normalize_project_name(project))
         if release is not None:
             query = query.where(Target.release == release, Target.kind == TargetKind.FILE.value)

@@ -27,6 +27,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from warehouse_tuf.clock import utcnow
+from warehouse_tuf.targets import MAX_TARGET_PATH_BYTES
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_name)s",
@@ -34,9 +37,6 @@ metadata = MetaData(
         "pk": "pk_%(table_name)s",
     }
 )
-
-#: Longest accepted target path, in UTF-8 bytes (keeps it indexable everywhere).
-MAX_TARGET_PATH_BYTES = 1024
 
 
 def engine_of(bind: Engine | Connection) -> Engine:
@@ -46,10 +46,6 @@ def engine_of(bind: Engine | Connection) -> Engine:
     tests to an Engine; the extension opens (and commits) its own connections.
     """
     return bind.engine if isinstance(bind, Connection) else bind
-
-
-def utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
 
 
 class UTCDateTime(TypeDecorator):

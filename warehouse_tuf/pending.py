@@ -15,7 +15,8 @@ from sqlalchemy import insert
 from sqlalchemy.engine import Connection
 
 from warehouse_tuf import targets as targetlib
-from warehouse_tuf.models import ChangeKind, PendingChange, utcnow
+from warehouse_tuf.clock import utcnow
+from warehouse_tuf.models import ChangeKind, PendingChange
 
 Row = dict[str, Any]
 

@@ -24,7 +24,8 @@ import datetime
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
-from warehouse_tuf.models import PublishRequest, utcnow
+from warehouse_tuf.clock import utcnow
+from warehouse_tuf.models import PublishRequest
 
 _TABLE = PublishRequest.__table__
 _ROW = _TABLE.c.id == 1

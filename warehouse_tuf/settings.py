@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, Callable
 
+from warehouse_tuf import targets as targetlib
 
 
 class ConfigurationError(ValueError):
@@ -83,11 +84,7 @@ def format_duration(value: timedelta) -> str:
 
 def _bin_count(value: str | int) -> int:
     count = int(value)
-    if count < 2 or count > 2**20 or count & (count - 1):
-        raise ValueError(
-            f"{count} bins: the bin count must be a power of two from 2 to 1,048,576 "
-            "(PEP 458 production: 16384)"
-        )
+    targetlib.bin_bits(count)  # the one rule, shared with the ceremony
     return count
 
 
@@ -278,7 +275,7 @@ class TUFSettings:
     @property
     def bin_bits(self) -> int:
         """TAP 15's ``bit_length``: bin count = 2**bin_bits."""
-        return self.bin_count.bit_length() - 1
+        return targetlib.bin_bits(self.bin_count)
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any],

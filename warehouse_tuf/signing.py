@@ -81,9 +81,7 @@ def load_online_signers(uris: tuple[str, ...], trusted: OnlineKeys) -> list[Sign
                 f"online signer {redact_uri(uri)} is for key {keyid[:12]}, which root and targets do not trust"
             )
         try:
-            signer = Signer.from_priv_key_uri(uri, key)
-            signature = signer.sign(_PROBE)
-            key.verify_signature(signature, _PROBE)
+            signer = probed_signer(uri, key)
         except Exception as exc:  # every backend has its own errors
             raise SigningError(
                 f"online signer {redact_uri(uri)} cannot sign for trusted key {keyid[:12]}: "
@@ -95,6 +93,17 @@ def load_online_signers(uris: tuple[str, ...], trusted: OnlineKeys) -> list[Sign
             f"{len(signers)} online signer(s) configured, the threshold is {trusted.threshold}"
         )
     return list(signers.values())
+
+
+def probed_signer(uri: str, key: Key) -> Signer:
+    """The signer of private key ``uri``, once ``key`` has verified a probe signature it made.
+
+    The one probe, for the online signers and the ceremony's key holders alike;
+    any error is the backend's own (a wrong key, a wrong URI, a refusal).
+    """
+    signer = Signer.from_priv_key_uri(uri, key)
+    key.verify_signature(signer.sign(_PROBE), _PROBE)
+    return signer
 
 
 def split_signer_entry(entry: str) -> tuple[str, str]:

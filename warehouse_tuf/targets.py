@@ -8,8 +8,10 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from warehouse_tuf.models import MAX_TARGET_PATH_BYTES
-
+#: Longest accepted target path, in UTF-8 bytes (keeps it indexable everywhere).
+MAX_TARGET_PATH_BYTES = 1024
+#: The most bins a repository may delegate to (2**20).
+MAX_BIN_BITS = 20
 HEX_LENGTHS = {"sha256": 64, "sha512": 128, "blake2b-256": 64}
 _HEX = re.compile(r"^[0-9a-f]+$")
 #: Largest target length accepted (1 TiB): a sanity bound, far above PyPI's limits.
@@ -32,6 +34,19 @@ _BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
 
 class InvalidTargetError(ValueError):
     """A target path, length or hash list that must not be signed."""
+
+
+def bin_bits(bin_count: int) -> int:
+    """TAP 15's ``bit_length`` for ``bin_count`` bins; ``ValueError`` unless a power of two in range.
+
+    The one bin-count rule: the settings and the ceremony both ask it.
+    """
+    if bin_count < 2 or bin_count & (bin_count - 1) or bin_count > 2**MAX_BIN_BITS:
+        raise ValueError(
+            f"bin count {bin_count} must be a power of two from 2 to {2**MAX_BIN_BITS:,} "
+            "(PEP 458 production: 16384)"
+        )
+    return bin_count.bit_length() - 1
 
 
 def _refused_character(char: str) -> str:

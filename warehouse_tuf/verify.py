@@ -32,7 +32,7 @@ from tuf.ngclient import Updater, UpdaterConfig
 from tuf.ngclient.fetcher import FetcherInterface
 
 from warehouse_tuf import trust_model
-from warehouse_tuf.models import utcnow
+from warehouse_tuf.clock import utcnow
 
 #: Largest metadata file the audit downloads (a 16,384-bin snapshot is about 0.6 MB).
 MAX_METADATA_BYTES = 16 * 1024 * 1024
