@@ -89,8 +89,24 @@ def make_settings(tmp_path: Path, **overrides) -> TUFSettings:
 
 
 @pytest.fixture
-def settings(tmp_path):
-    return make_settings(tmp_path)
+def targets_online():
+    """The trust model (``tuf.targets_online``); a test module overrides this fixture with
+    :func:`both_trust_models` to run its tests under both."""
+    return False
+
+
+@pytest.fixture
+def settings(tmp_path, targets_online):
+    return make_settings(tmp_path, **{"tuf.targets_online": targets_online})
+
+
+#: ``targets_online = pytest.fixture(**BOTH_TRUST_MODELS)(both_trust_models)`` in a test module
+#: runs its tests under PEP 458's model and the targets-online one.
+BOTH_TRUST_MODELS = {"params": [False, True], "ids": ["pep458", "targets-online"]}
+
+
+def both_trust_models(request) -> bool:
+    return request.param
 
 
 @pytest.fixture

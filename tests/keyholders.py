@@ -51,17 +51,21 @@ def run(config, *args: str, ok: bool = True):
     return result
 
 
-def v1_payload(h, *, bins: int = 16, sign: tuple[str, ...] = ("root1", "root2", "targets1", "targets2")):
+def v1_payload(h, *, bins: int = 16, sign: tuple[str, ...] | None = None, targets_online: bool = False):
+    """Root v1 and targets v1 (root v1 alone with ``targets_online``), signed by ``sign``
+    (default: every threshold)."""
     now = ceremony.utcnow()
     keys = {name: keyfiles.load_public_key(holder.public) for name, holder in h.items()}
     root, targets = ceremony.build_roles(
         root=ceremony.RoleSpec([keys["root1"], keys["root2"], keys["root3"]], 2),
-        targets=ceremony.RoleSpec([keys["targets1"], keys["targets2"]], 2),
+        targets=None if targets_online else ceremony.RoleSpec([keys["targets1"], keys["targets2"]], 2),
         online=ceremony.RoleSpec([keys["online1"]], 1),
         bin_bits=ceremony.bin_bits(bins), bin_prefix="bins",
         root_expires=now + datetime.timedelta(days=365), targets_expires=now + datetime.timedelta(days=365),
     )
-    payload = ceremony.Payload(root=root, targets=targets)
+    payload = ceremony.Payload(root=root, targets=None if targets_online else targets)
+    if sign is None:
+        sign = ("root1", "root2") if targets_online else ("root1", "root2", "targets1", "targets2")
     for name in sign:
         payload.sign(h[name].uri)
     return payload

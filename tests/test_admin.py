@@ -215,8 +215,22 @@ def test_an_admin_sees_the_page(host_config):
     response = app.get("/admin/tuf/", headers=AUTH, status=200)
     assert response.content_type == "text/html"
     assert response.html.select("#tuf-roles tr.tuf-role")[0]["data-role"] == "root"
+    model = response.html.select_one("#tuf-trust-model")
+    assert model["data-model"] == "pep458"
+    assert "root and targets are offline roles" in model.select_one(".tuf-trust-model").text
+    assert "targets expires unless its key holders renew it" in model.select_one(".tuf-trust-warning").text
     assert response.html.select_one("#tuf-bin-grid")["width"] == "512"  # 16 bins: 4 x 4 cells of 128
     assert app.head("/admin/tuf/", headers=AUTH, status=200)
+
+
+@pytest.mark.parametrize("host_settings", [{"tuf.targets_online": "true"}])
+def test_an_admin_sees_the_targets_online_model_and_its_warning(host_config):
+    response = TestApp(host_config.make_wsgi_app()).get("/admin/tuf/", headers=AUTH, status=200)
+    model = response.html.select_one("#tuf-trust-model")
+    assert model["data-model"] == "targets-online"
+    assert "root is the only offline role" in model.select_one(".tuf-trust-model").text
+    assert "compromised online key also compromises targets" in model.select_one(".tuf-trust-warning").text
+    assert response.html.select_one("#tuf-problems .card-title").text.strip() == "OK: no problems"
 
 
 def test_a_host_without_a_security_policy_keeps_the_page_closed(engine, tmp_path):

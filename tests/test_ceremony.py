@@ -464,3 +464,144 @@ def test_signing_with_a_remote_key_uri(tmp_path, holders, monkeypatch):
     message = one_line_error(run(None, "ceremony", "sign", payload, "--key", "testkms:root2",
                                  "--keyid", holders["root2"].keyid, ok=None))
     assert "PermissionError" in message and "SECRET" not in message
+
+
+# -- the targets-online trust model (tuf.targets_online) ---------------------------------
+
+
+def test_targets_online_ceremony_rotation_and_switches_both_ways(engine, tmp_path, holders):
+    """Root is the only offline role; then PEP 458's offline targets and back, each by 'tuf install'.
+    After every step, a client holding the previous state updates and verifies a download."""
+    h = holders
+    metadata_dir, targets_dir = tmp_path / "metadata", tmp_path / "packages"
+    ceremony_dir = tmp_path / "ceremony"
+    ceremony_dir.mkdir()
+
+    def host(online: bool, *signers: str):
+        return make_configurator(engine, tmp_path, **{"tuf.online_signers": " ".join(signers) or h["online1"].uri,
+                                                      "tuf.targets_online": str(online).lower()})
+
+    def newest(role: str) -> Path:
+        return max(metadata_dir.glob(f"*.{role}.json"), key=lambda p: int(p.name.split(".")[0]))
+
+    def signatures(role: str) -> set[str]:
+        return {sig["keyid"] for sig in published(metadata_dir, role)["signatures"]}
+
+    def status(config) -> dict:
+        return json.loads(run(config, "status", "--json").output)
+
+    v1 = ceremony_dir / "v1.json"
+    run(None, "ceremony", "init", "--root-key", h["root1"].public, "--root-key", h["root2"].public,
+        "--root-key", h["root3"].public, "--root-threshold", 2, "--targets-online",
+        "--online-key", h["online1"].public, "--bin-count", 16, "-o", v1)
+    verify = run(None, "ceremony", "verify", v1, ok=False).output
+    assert "root v1 asks 2 of 3 root keys" in verify and "targets v1" not in verify
+    assert "trust model: targets online" in verify
+    for name in ("root1", "root2"):
+        run(None, "ceremony", "sign", v1, "--key", h[name].uri)
+    config = host(True)
+    run(config, "bootstrap", v1)
+    assert signatures("targets") == {h["online1"].keyid}
+    first = add_upload(config, targets_dir, "first-1.0.tar.gz", b"first")
+    run(config, "publish")
+    client = Client(metadata_dir, targets_dir)
+    assert client.download(first) == b"first"
+    report = status(config)
+    assert report["trust_model"]["name"] == "targets-online" and not report["problems"]
+    text = run(config, "status").output
+    assert "trust model: targets online" in text and "compromised online key also compromises targets" in text
+
+    # Online key rotation: root v2 alone; the index signs targets v2 (both keys), then v3 (the new key).
+    rotate = ceremony_dir / "online.json"
+    run(None, "ceremony", "prepare", "--root", newest("root"), "--targets", newest("targets"),
+        "--online-key", h["online2"].public, "-o", rotate)
+    for name in ("root1", "root2"):
+        run(None, "ceremony", "sign", rotate, "--key", h[name].uri)
+    run(config, "install", rotate, "--online-signer", h["online1"].signer_entry,
+        "--online-signer", h["online2"].signer_entry)
+    assert client.download(first) == b"first"
+    assert signatures("targets") == {h["online2"].keyid}
+    config = host(True, h["online2"].uri)
+
+    # To PEP 458: root v3 gives targets to two offline keys; they sign targets v4, the index adds online2.
+    to_pep = ceremony_dir / "to-pep.json"
+    run(None, "ceremony", "prepare", "--root", newest("root"), "--targets", newest("targets"), "--targets-offline",
+        "--add-targets-key", h["targets1"].public, "--add-targets-key", h["targets2"].public,
+        "--targets-threshold", 2, "-o", to_pep)
+    for name in ("root1", "root2", "targets1", "targets2"):
+        run(None, "ceremony", "sign", to_pep, "--key", h[name].uri)
+    verify = run(None, "ceremony", "verify", to_pep).output
+    assert "ready to install" in verify
+    assert "root v2 trusts the online key for targets: 'tuf install' adds its signature" in verify
+    refused = run(config, "install", to_pep, ok=None)  # the setting still asks for targets online
+    assert "keeps targets offline (targets keys) but tuf.targets_online is true" in one_line_error(refused)
+    config = host(False, h["online2"].uri)
+    run(config, "install", to_pep)
+    assert signatures("targets") == {h[n].keyid for n in ("targets1", "targets2", "online2")}
+    second = add_upload(config, targets_dir, "second-1.0.tar.gz", b"second")
+    run(config, "publish")
+    assert client.download(second) == b"second"
+    assert status(config)["trust_model"]["name"] == "pep458"
+    # Refresh never re-signs offline targets.
+    with service(config) as manager:
+        manager.refresh(datetime.timedelta(days=400))
+    assert published(metadata_dir, "targets")["signed"]["version"] == 4
+
+    # And back to targets online: the targets keys sign targets v5 once more, for clients on root v3.
+    to_online = ceremony_dir / "to-online.json"
+    run(None, "ceremony", "prepare", "--root", newest("root"), "--targets", newest("targets"),
+        "--targets-online", "-o", to_online)
+    for name in ("root1", "root2", "targets1", "targets2"):
+        run(None, "ceremony", "sign", to_online, "--key", h[name].uri)
+    refused = run(config, "install", to_online, ok=None)
+    assert "gives targets to the online key but tuf.targets_online is false" in one_line_error(refused)
+    config = host(True, h["online2"].uri)
+    run(config, "install", to_online)
+    assert client.download(second) == b"second"
+    assert json.loads((client.cache / "root.json").read_bytes())["signed"]["version"] == 4
+    # Refresh now renews targets before it expires, signed by the online key alone.
+    with service(config) as manager:
+        manager.refresh(datetime.timedelta(days=400))
+    assert published(metadata_dir, "targets")["signed"]["version"] == 6
+    assert signatures("targets") == {h["online2"].keyid}
+    assert client.download(first) == b"first"
+    fresh = Client(metadata_dir, targets_dir)  # a new client walks every root from 1.root.json
+    assert fresh.download(second) == b"second"
+    assert status(config)["trust_model"]["name"] == "targets-online"
+
+
+@pytest.mark.parametrize("setting", [True, False], ids=["targets-online setting", "pep458 setting"])
+def test_a_payload_of_the_other_trust_model_is_refused_and_changes_nothing(setting, engine, tmp_path, holders):
+    h = holders
+    config = make_configurator(engine, tmp_path, **{"tuf.online_signers": h["online1"].signer_entry,
+                                                    "tuf.targets_online": str(setting).lower()})
+    wrong = tmp_path / "wrong-model.json"
+    wrong.write_bytes(v1_payload(h, targets_online=not setting).to_bytes())
+    before = repository_state(engine, tmp_path / "metadata")
+    message = one_line_error(run(config, "bootstrap", wrong, ok=None))
+    expected = ("root v1 keeps targets offline (targets keys) but tuf.targets_online is true" if setting
+                else "root v1 gives targets to the online key but tuf.targets_online is false")
+    assert expected in message
+    assert repository_state(engine, tmp_path / "metadata") == before
+
+    if setting:  # a root-only payload that carries a targets all the same
+        both = v1_payload(h, targets_online=True)
+        both.targets = v1_payload(h).targets
+        wrong.write_bytes(both.to_bytes())
+        message = one_line_error(run(config, "bootstrap", wrong, ok=None))
+        assert "root v1 gives targets to the online key: the payload holds root only" in message
+        assert repository_state(engine, tmp_path / "metadata") == before
+
+    right = tmp_path / "right-model.json"
+    right.write_bytes(v1_payload(h, targets_online=setting).to_bytes())
+    run(config, "bootstrap", right)
+    before = repository_state(engine, tmp_path / "metadata")
+    switch = next_payload(h, tmp_path / "metadata", ("root1", "root2", "targets1", "targets2"),
+                          targets_online=not setting,
+                          **({"add_targets_keys": [public_key(h, "targets1"), public_key(h, "targets2")],
+                              "targets_threshold": 2} if setting else {}))
+    payload = tmp_path / "switch.json"
+    payload.write_bytes(switch.to_bytes())
+    message = one_line_error(run(config, "install", payload, ok=None))
+    assert expected.replace("root v1", "root v2") in message
+    assert repository_state(engine, tmp_path / "metadata") == before

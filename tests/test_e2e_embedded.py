@@ -52,11 +52,12 @@ HTML_PAGE, JSON_PAGE = f"{PROJECT}/{PROJECT}.html", f"{PROJECT}/{PROJECT}.json"
 JSON_ACCEPT = "application/vnd.pypi.simple.v1+json"
 
 
-@pytest.fixture(scope="module")
-def host(tmp_path_factory):
-    """The embedded host, serving on a local port."""
+@pytest.fixture(scope="module", params=["false", "true"], ids=["pep458", "targets-online"])
+def host(request, tmp_path_factory):
+    """The embedded host, serving on a local port, under each trust model (``tuf.targets_online``)."""
     data = tmp_path_factory.mktemp("embedded") / "data"
-    env = {"TUF_DEV_DATA": str(data), "TUF_DEV_MODE": "embedded", "TUF_BIN_COUNT": "256"}
+    env = {"TUF_DEV_DATA": str(data), "TUF_DEV_MODE": "embedded", "TUF_BIN_COUNT": "256",
+           "TUF_TARGETS_ONLINE": request.param}
     server, base = start_server(env, log=data.parent / "serve.log")
     engine = create_engine(f"sqlite:///{data / 'index.sqlite'}")
     yield Host(base, data, engine, env)
@@ -157,6 +158,11 @@ def test_tuf_status_and_publish_commands_work_against_the_host(host, uploaded):
     report = json.loads(status.stdout)
     assert report["bootstrapped"] and report["pending"] == 0 and report["problems"] == []
     assert report["targets"] == 4  # two distributions, two pages
+    online = host.env.get("TUF_TARGETS_ONLINE") == "true"  # the distributed host runs PEP 458's
+    assert report["trust_model"]["name"] == ("targets-online" if online else "pep458")
+    # In the targets-online model the online key signs targets, as it signs the bins.
+    targets = next(role for role in report["roles"] if role["role"] == "targets")
+    assert (targets["keyids"] == report["bins"]["keyids"]) is online
     publish = dev_command("tuf", "publish", env=host.env)
     assert (publish.returncode, publish.stdout.strip()) == (0, "nothing to publish")
 

@@ -13,7 +13,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "warehouse_tuf"
 #: Lowest first. A module may import its own layer and those listed before it.
 LAYERS: list[tuple[str, set[str]]] = [
     ("foundations", {"clock", "roles", "canonical", "fetcher", "interfaces", "locking", "metrics",
-                     "signing", "targets", "devkeys", "snapshot", "pages", "settings", "exceptions"}),
+                     "signing", "targets", "devkeys", "snapshot", "pages", "settings", "exceptions",
+                     "trust_model"}),
     ("records", {"models", "keyfiles", "ceremony", "results", "verify", "pending", "publish_requests", "storage",
                  "migrations", "migrations.env"}),
     ("database", {"db", "repository"}),

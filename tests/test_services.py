@@ -13,12 +13,14 @@ from tuf.api import exceptions as tuf_exceptions
 from tuf.api.metadata import Metadata, SuccinctRoles
 
 from dev.testing.tufclient import Client
-from tests.conftest import make_settings
+from tests.conftest import BOTH_TRUST_MODELS, both_trust_models, make_settings
 from warehouse_tuf import targets as targetlib
 from warehouse_tuf.models import PendingChange, RoleVersion, Target
 from warehouse_tuf.services import BootstrapError, NotBootstrappedError, RepositoryError, StorageAheadError, TUFManager
 from warehouse_tuf.signing import SigningError, generate_key_file, load_key_file
 from warehouse_tuf.storage import LocalStorage
+
+targets_online = pytest.fixture(**BOTH_TRUST_MODELS)(both_trust_models)
 
 
 def publish_file(repo: TUFManager, targets_dir, name: str, data: bytes, **kw) -> str:
@@ -249,6 +251,37 @@ def test_refresh_resigns_expiring_roles_and_client_follows(repo, db, metadata_di
         assert row.expires > datetime.datetime.now(datetime.UTC) + settings.expiry["bins"] * 0.99
     # nothing due any more within the same window
     assert repo.refresh(window=datetime.timedelta(hours=1)).bins == []
+
+
+def test_refresh_resigns_targets_near_expiry_only_when_the_online_key_holds_it(
+        repo, db, metadata_dir, tmp_path, settings, targets_online):
+    targets_dir = tmp_path / "packages"
+    path = publish_file(repo, targets_dir, "kept-1.0.tar.gz", b"kept")
+    db.commit()
+    repo.publish()
+    client = Client(metadata_dir, targets_dir)
+    assert client.download(path) == b"kept"
+    # A window reaching past targets' expiry: targets is due, as it would be in its last hours.
+    result = repo.refresh(window=settings.expiry["targets"] + datetime.timedelta(days=1))
+    db.expire_all()
+    row = db.get(RoleVersion, "targets")
+    if targets_online:
+        assert row.version == 2 and row.reserved_version == 2
+        assert row.expires > datetime.datetime.now(datetime.UTC) + settings.expiry["targets"] * 0.99
+        targets = Metadata.from_bytes((metadata_dir / "2.targets.json").read_bytes())
+        assert set(targets.signatures) == set(targets.signed.delegations.succinct_roles.keyids)
+        assert snapshot_of(metadata_dir).signed.meta["targets.json"].version == 2
+    else:  # offline targets: only a ceremony renews it (status warns 60 days ahead)
+        assert row.version == 1 and not (metadata_dir / "2.targets.json").exists()
+    assert result.published
+    assert client.download(path) == b"kept"
+    assert json.loads((client.cache / "targets.json").read_bytes())["signed"]["version"] == row.version
+    # A tampered targets is refused by a client that has not seen it yet.
+    if targets_online:
+        data = (metadata_dir / "2.targets.json").read_bytes()
+        (metadata_dir / "2.targets.json").write_bytes(data.replace(b'"version":2', b'"version":3'))
+        with pytest.raises(tuf_exceptions.RepositoryError):
+            Client(metadata_dir, targets_dir).download(path)
 
 
 def test_status_reports_versions_pending_and_last_publish(repo, db):

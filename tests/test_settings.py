@@ -19,7 +19,7 @@ def test_every_field_is_read_from_its_declared_settings_and_their_environment_va
               "sha256 sha512", "tuf.refresh_window": "7h", "tuf.refresh_interval": "6m", "tuf.publish_interval": "2m",
               "tuf.bin_expiry_spread": "0.25", "tuf.retention": "8d", "tuf.online_signers": "file2:/k",
               "tuf.publish_batch_limit": "7", "tuf.lock_timeout": "11m", "tuf.fan_out_batch": "9",
-              "tuf.enabled": "false", "tuf.session_class": "host.db.Session"}
+              "tuf.enabled": "false", "tuf.session_class": "host.db.Session", "tuf.targets_online": "true"}
     environ = {setting.envvar: values.get(setting.key, f"{setting.key}-x") for setting in SETTINGS}
     roles = ("root", "targets", "bins", "snapshot", "timestamp")
     environ.update({f"TUF_EXPIRY_{role.upper()}": "3d" for role in roles})
@@ -32,14 +32,15 @@ def test_every_field_is_read_from_its_declared_settings_and_their_environment_va
                                      datetime.timedelta(minutes=2), datetime.timedelta(days=8),
                                      datetime.timedelta(minutes=11))
     assert (parsed.bin_expiry_spread, parsed.online_signers, parsed.publish_batch_limit, parsed.fan_out_batch,
-            parsed.enabled, parsed.session_class) == (0.25, ("file2:/k",), 7, 9, False, "host.db.Session")
+            parsed.enabled, parsed.session_class, parsed.targets_online) == (
+        0.25, ("file2:/k",), 7, 9, False, "host.db.Session", True)
     assert (parsed.dev_keys_path, parsed.storage_backend, parsed.storage_path, parsed.simple_backend,
             parsed.simple_path, parsed.metadata_url, parsed.simple_renderer, parsed.metrics_interface) == (
         "tuf.dev_keys_path-x", "tuf.storage.backend-x", "tuf.storage.path-x", "tuf.simple.backend-x",
         "tuf.simple.path-x", "tuf.metadata_url-x", "tuf.simple_renderer-x", "tuf.metrics_interface-x")
     assert parsed.models == {name: f"tuf.models.{name}-x" for name in ("project", "release", "file", "journal")}
     assert [key for key, *_ in describe()] == [setting.key for setting in SETTINGS]
-    assert len({setting.key for setting in SETTINGS}) == len(SETTINGS) == 32
+    assert len({setting.key for setting in SETTINGS}) == len(SETTINGS) == 33
 
 
 @pytest.mark.parametrize("value", ["warehouse db", "warehouse..Session", "1warehouse.Session"])
@@ -92,6 +93,23 @@ def test_refresh_settings_that_let_a_role_expire_are_refused(settings, environ, 
         TUFSettings.from_settings(settings, environ=environ)
     assert str(refused.value).startswith(message)
     assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("settings, environ, expected", [
+    ({}, {}, False),  # PEP 458's model unless asked otherwise
+    ({}, {"TUF_TARGETS_ONLINE": "true"}, True),
+    ({"tuf.targets_online": "false"}, {"TUF_TARGETS_ONLINE": "true"}, False),  # the Configurator wins
+    ({"tuf.targets_online": "yes"}, {}, True),
+    ({"tuf.targets_online": True}, {}, True),
+])
+def test_the_trust_model_setting(settings, environ, expected):
+    assert TUFSettings.from_settings(settings, environ=environ).targets_online is expected
+
+
+def test_a_trust_model_setting_that_is_neither_true_nor_false_is_refused():
+    with pytest.raises(ConfigurationError) as refused:
+        TUFSettings.from_settings({}, environ={"TUF_TARGETS_ONLINE": "ture"})
+    assert str(refused.value) == "tuf.targets_online (TUF_TARGETS_ONLINE) = 'ture': give true or false"
 
 
 def test_the_periodic_refresh_runs_at_the_refresh_interval(tmp_path):

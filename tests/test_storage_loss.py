@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import shutil
 
+import pytest
 from sqlalchemy import create_engine, insert, select
 
 from dev.testing.tufclient import Client
@@ -17,13 +19,15 @@ from warehouse_tuf.services import TUFManager
 from warehouse_tuf.storage import LocalStorage
 
 
-def test_wiped_storage_after_three_publishes_and_a_rotation_verifies_again_after_recover(db, tmp_path):
+@pytest.mark.parametrize("targets_online", [False, True], ids=["pep458", "targets-online"])
+def test_wiped_storage_after_three_publishes_and_a_rotation_verifies_again_after_recover(db, tmp_path, targets_online):
     h = {name: make_holder(tmp_path, name)
          for name in ("root1", "root2", "root3", "targets1", "targets2", "online1", "online2")}
     metadata_dir, targets_dir = tmp_path / "metadata", tmp_path / "packages"
 
     def manager_for(*signers) -> TUFManager:
-        settings = make_settings(tmp_path, **{"tuf.online_signers": " ".join(signers)})
+        settings = make_settings(tmp_path, **{"tuf.online_signers": " ".join(signers),
+                                              "tuf.targets_online": targets_online})
         return TUFManager(db, settings, LocalStorage(metadata_dir), LocalStorage(tmp_path / "simple"))
 
     def upload(manager, name: str) -> str:
@@ -33,10 +37,12 @@ def test_wiped_storage_after_three_publishes_and_a_rotation_verifies_again_after
         return path
 
     old = manager_for(h["online1"].signer_entry)
-    old.bootstrap(*(v1_payload(h).role_bytes(role) for role in ("root", "targets")))
+    old.bootstrap(*(v1_payload(h, targets_online=targets_online).role_bytes(role) for role in ("root", "targets")))
     a = upload(old, "a")
-    payload = next_payload(h, metadata_dir, ("root1", "root2", "targets1", "targets2"),
-                           online_keys=[public_key(h, "online2")])
+    signers = ("root1", "root2") if targets_online else ("root1", "root2", "targets1", "targets2")
+    payload = next_payload(h, metadata_dir, signers, online_keys=[public_key(h, "online2")])
+    # Targets online: the index signed targets 2 with both keys, then 3 with the new one.
+    targets = "3.targets.json" if targets_online else "2.targets.json"
     old.install(payload.role_bytes("root"), payload.role_bytes("targets"),
                 (h["online1"].signer_entry, h["online2"].signer_entry))
     manager = manager_for(h["online2"].signer_entry)
@@ -52,14 +58,14 @@ def test_wiped_storage_after_three_publishes_and_a_rotation_verifies_again_after
     report = manager.status()
     assert report["storage"]["missing"] == ["1.root.json", "2.root.json", "timestamp.json",
                                             f"{report['roles'][2]['version']}.snapshot.json",
-                                            "2.targets.json"]
+                                            targets]
     assert any(p.startswith("storage is missing 5 file(s) clients need: 1.root.json") for p in report["problems"])
     deep = manager.status(deep=True)["storage"]
     assert deep["deep"] and len(deep["missing"]) == 5 + 16
 
     result = manager.recover()
     assert result.timestamp_version is None and result.unrecoverable == []
-    assert result.restored == ["1.root.json", "2.root.json", "2.targets.json"]
+    assert result.restored == ["1.root.json", "2.root.json", targets]
     assert result.publish is not None and len(result.publish.bins) == 16
     for name, data in published_roots.items():
         assert (metadata_dir / name).read_bytes() == data  # the same version, the same bytes
@@ -72,6 +78,36 @@ def test_wiped_storage_after_three_publishes_and_a_rotation_verifies_again_after
     assert manager.status(deep=True)["storage"]["missing"] == []
     d = upload(manager, "d")  # publishing goes on
     assert fresh.download(d) == b"d" and latest.download(d) == b"d"
+
+
+def test_database_restored_from_before_a_targets_refresh_recovers_without_rolling_clients_back(db, engine, tmp_path):
+    """Targets online: storage publishes a targets the restored database never signed; recover moves
+    past it and the next publish re-signs targets under a newer version."""
+    from tests.test_rotation import _tables
+
+    h = {name: make_holder(tmp_path, name) for name in ("root1", "root2", "root3", "online1")}
+    metadata_dir, targets_dir = tmp_path / "metadata", tmp_path / "packages"
+    settings = make_settings(tmp_path, **{"tuf.online_signers": h["online1"].signer_entry,
+                                          "tuf.targets_online": True})
+    manager = TUFManager(db, settings, LocalStorage(metadata_dir), LocalStorage(tmp_path / "simple"))
+    manager.bootstrap(v1_payload(h, targets_online=True).role_bytes("root"), None)
+    a = publish_file(manager, targets_dir, "a-1.0.whl", b"a")
+    db.commit()
+    manager.publish()
+    backup, restore = _tables(engine)
+    saved = backup()
+    manager.refresh(settings.expiry["targets"] + datetime.timedelta(days=1))  # signs targets 2
+    client = Client(metadata_dir, targets_dir)
+    assert client.download(a) == b"a"
+    restore(saved)  # the database forgets targets 2
+    db.expire_all()
+    manager.recover()
+    result = manager.publish()
+    assert result.published
+    version = db.get(RoleVersion, "targets").version
+    assert version > 2  # above every version storage holds, as for the other online roles
+    assert client.download(a) == b"a"  # not a rollback to the client holding targets 2
+    assert json.loads((client.cache / "targets.json").read_bytes())["signed"]["version"] == version
 
 
 def test_a_lost_bin_is_found_by_deep_status_and_re_signed_by_recover(repo, db, metadata_dir, tmp_path):

@@ -11,10 +11,13 @@ import threading
 import pytest
 from tuf.api.metadata import Metadata
 
+from tests.conftest import BOTH_TRUST_MODELS, both_trust_models
 from tests.keyholders import run
 from tests.test_services import publish_file
 from warehouse_tuf.signing import load_key_file
 from warehouse_tuf.verify import audit
+
+targets_online = pytest.fixture(**BOTH_TRUST_MODELS)(both_trust_models)
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -72,14 +75,20 @@ def check(served, **kw):
     return audit(f"{served}/metadata", targets_url=f"{served}/packages", sample=100, **kw)
 
 
-def test_healthy_repository_passes(published, served, metadata_dir):
+def test_healthy_repository_passes(published, served, metadata_dir, targets_online):
     report = check(served)
     assert report.problems == []
+    assert report.trust_model == ("targets-online" if targets_online else "pep458")
     assert report.bins_checked == 16 and report.targets_sampled == len(published)
     # The CLI, with a trusted root instead of trust on first use.
     result = run(None, "verify", f"{served}/metadata", "--root", metadata_dir / "1.root.json",
                  "--targets-url", f"{served}/packages")
     assert "ok: timestamp 2, snapshot 2, 16 bins checked, 6 of 6 files and 0 of 0 pages checked" in result.output
+    if targets_online:
+        assert "trust model: targets online: root is the only offline role" in result.output
+        assert "warning: a compromised online key also compromises targets" in result.output
+    else:
+        assert "trust model: PEP 458: root and targets are offline roles" in result.output
 
 
 def test_files_are_sampled_by_default_from_the_derived_url_and_counted_exactly(published, served):

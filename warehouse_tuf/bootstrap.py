@@ -18,7 +18,7 @@ from securesystemslib.signer import Key, Signer
 from sqlalchemy import func, select
 from tuf.api.serialization.json import JSONSerializer
 
-from warehouse_tuf import bins, ceremony, db, devkeys, roles, signing, trust
+from warehouse_tuf import bins, ceremony, db, devkeys, roles, signing, trust, trust_model
 from warehouse_tuf.clock import utcnow
 from warehouse_tuf.exceptions import BootstrapError, RepositoryError, StorageAheadError
 from warehouse_tuf.locking import publish_lock
@@ -31,11 +31,17 @@ from warehouse_tuf.trust import Trusted
 log = logging.getLogger("warehouse_tuf")
 
 
-def bootstrap(repo: Repository, root_bytes: bytes, targets_bytes: bytes) -> PublishResult:
-    """Install offline-signed root v1 and targets v1, every bin, snapshot and timestamp."""
+def bootstrap(repo: Repository, root_bytes: bytes, targets_bytes: bytes | None) -> PublishResult:
+    """Install offline-signed root v1 and targets v1, every bin, snapshot and timestamp.
+
+    ``targets_bytes`` None: the targets-online model (``trust_model.py``); the
+    online key signs targets v1 here.
+    """
     started = time.monotonic()
     root, targets = trust.bootstrap_roles(repo.settings, root_bytes, targets_bytes)
     signers = trust.online_signers(repo.settings, root.signed, targets.signed)
+    if targets_bytes is None:
+        targets_bytes = trust_model.sign(targets, signers)
     with publish_lock(repo.engine, repo.settings.lock_timeout), repo.sessions() as publisher:
         if publisher.scalar(select(func.count()).select_from(RoleVersion)):
             raise BootstrapError("the repository is already bootstrapped")
@@ -90,7 +96,8 @@ def bootstrap_development(repo: Repository) -> PublishResult:
         raise RepositoryError("tuf.dev_keys_path is not set")
     keys_dir = Path(settings.dev_keys_path)
     keys = {}
-    for role in ("root", "targets", "online"):
+    online_model = settings.targets_online
+    for role in ("root", "online") if online_model else ("root", "targets", "online"):
         path = keys_dir / f"{role}.pem"
         if not path.exists():
             signing.generate_key_file(path)
@@ -99,28 +106,29 @@ def bootstrap_development(repo: Repository) -> PublishResult:
     devkeys.record(keys_dir, [key.public_key for key in keys.values()])
     root_bytes, targets_bytes = build_offline_roles(
         repo, root_keys=[keys["root"].public_key], root_threshold=1,
-        targets_keys=[keys["targets"].public_key], targets_threshold=1,
+        targets_keys=None if online_model else [keys["targets"].public_key], targets_threshold=1,
         online_keys=[keys["online"].public_key], online_threshold=1,
-        sign_with=[keys["root"]], sign_targets_with=[keys["targets"]],
+        sign_with=[keys["root"]], sign_targets_with=[] if online_model else [keys["targets"]],
     )
-    return bootstrap(repo, root_bytes, targets_bytes)
+    return bootstrap(repo, root_bytes, None if online_model else targets_bytes)
 
 
 def build_offline_roles(
-    repo: Repository, *, root_keys: Iterable[Key], root_threshold: int, targets_keys: Iterable[Key],
+    repo: Repository, *, root_keys: Iterable[Key], root_threshold: int, targets_keys: Iterable[Key] | None,
     targets_threshold: int, online_keys: Iterable[Key], online_threshold: int,
     sign_with: Iterable[Signer] = (), sign_targets_with: Iterable[Signer] = (), version: int = 1,
 ) -> tuple[bytes, bytes]:
     """Root and targets payloads as this repository's settings want them.
 
     Signed with ``sign_with`` (root) and ``sign_targets_with`` (targets)
-    when given; the ceremony signs them elsewhere otherwise.
+    when given; the ceremony signs them elsewhere otherwise. ``targets_keys``
+    None: root trusts the online keys for targets (the targets-online model).
     """
     settings = repo.settings
     now = utcnow()
     root_md, targets_md = ceremony.build_roles(
         root=ceremony.RoleSpec(list(root_keys), root_threshold),
-        targets=ceremony.RoleSpec(list(targets_keys), targets_threshold),
+        targets=None if targets_keys is None else ceremony.RoleSpec(list(targets_keys), targets_threshold),
         online=ceremony.RoleSpec(list(online_keys), online_threshold),
         bin_bits=settings.bin_bits, bin_prefix=settings.bin_name_prefix,
         root_expires=now + settings.expiry["root"],

@@ -10,6 +10,9 @@ holder to key holder; nothing in it is secret::
       "targets": <targets being signed, or null>
     }
 
+Under the targets-online trust model (``trust_model.py``) a payload holds a
+root only, except when it switches models: the index signs targets itself.
+
 Each role is a complete TUF metadata object (``signed`` and ``signatures``).
 ``tuf ceremony sign`` adds one signature with one key, ``tuf ceremony verify``
 reports who signed and what is missing, and ``tuf bootstrap`` / ``tuf install``
@@ -32,7 +35,7 @@ from securesystemslib.signer import Key
 from tuf.api.metadata import Delegations, Metadata, Root, SuccinctRoles, Targets
 from tuf.api.serialization.json import JSONSerializer
 
-from warehouse_tuf import keyfiles, signing, targets as targetlib
+from warehouse_tuf import keyfiles, signing, targets as targetlib, trust_model
 from warehouse_tuf.clock import utcnow
 from warehouse_tuf.exceptions import CeremonyError
 
@@ -100,20 +103,39 @@ def bin_bits(bin_count: int) -> int:
 
 
 def build_roles(
-    *, root: RoleSpec, targets: RoleSpec, online: RoleSpec, bin_bits: int, bin_prefix: str,
+    *, root: RoleSpec, targets: RoleSpec | None, online: RoleSpec, bin_bits: int, bin_prefix: str,
     root_expires: datetime.datetime, targets_expires: datetime.datetime, version: int = 1,
 ) -> tuple[Metadata[Root], Metadata[Targets]]:
     """Unsigned root and targets: the offline keys, and the online key(s) for snapshot,
-    timestamp and the hash bins (TAP 15 succinct delegation)."""
+    timestamp and the hash bins (TAP 15 succinct delegation). ``targets`` None: root trusts
+    the online key(s) for targets too (the targets-online model, ``trust_model.py``)."""
     root_signed = build_root(root=root, targets=targets, online=online, expires=root_expires, version=version)
-    targets_signed = Targets(version=version, expires=targets_expires)
-    _delegate_bins(targets_signed, online, bin_bits, bin_prefix)
-    return Metadata(root_signed), Metadata(targets_signed)
+    return Metadata(root_signed), Metadata(build_targets(online, bin_bits, bin_prefix, targets_expires, version))
 
 
-def build_root(*, root: RoleSpec, targets: RoleSpec, online: RoleSpec,
+def build_targets(online: RoleSpec, bin_bits: int, bin_prefix: str, expires: datetime.datetime,
+                  version: int = 1) -> Targets:
+    """An unsigned targets delegating every bin to the online key(s)."""
+    signed = Targets(version=version, expires=expires)
+    delegate_bins(signed, online, bin_bits, bin_prefix)
+    return signed
+
+
+def online_spec(root: Root) -> RoleSpec:
+    """The online keys and threshold ``root`` trusts (its snapshot role's)."""
+    role = root.roles["snapshot"]
+    return RoleSpec([root.keys[keyid] for keyid in role.keyids], role.threshold)
+
+
+def build_root(*, root: RoleSpec, targets: RoleSpec | None, online: RoleSpec,
                expires: datetime.datetime, version: int) -> Root:
-    """A root trusting these keys, the online ones for snapshot and timestamp."""
+    """A root trusting these keys, the online ones for snapshot and timestamp (and for targets
+    when ``targets`` is None)."""
+    if targets is not None and {k.keyid for k in targets.keys} == {k.keyid for k in online.keys} \
+            and targets.threshold == online.threshold:
+        raise CeremonyError("the targets keys are the online keys: that is the targets-online model "
+                            "(give --targets-online instead of targets keys)")
+    targets = targets or online
     for label, spec in (("root", root), ("targets", targets), ("online", online)):
         spec.check(f"{label} keys")
     signed = Root(version=version, expires=expires, consistent_snapshot=True)
@@ -124,7 +146,18 @@ def build_root(*, root: RoleSpec, targets: RoleSpec, online: RoleSpec,
     return signed
 
 
-def _delegate_bins(targets: Targets, online: RoleSpec, bits: int, prefix: str) -> None:
+def redelegated(targets: Targets, root: Root) -> Targets:
+    """A copy of ``targets`` delegating its bins to the online keys ``root`` trusts."""
+    signed = copy.deepcopy(targets)
+    succinct = signed.delegations.succinct_roles if signed.delegations else None
+    if succinct is None:
+        raise CeremonyError("targets must delegate to the bins with succinct_roles (TAP 15)")
+    delegate_bins(signed, online_spec(root), succinct.bit_length, succinct.name_prefix)
+    return signed
+
+
+def delegate_bins(targets: Targets, online: RoleSpec, bits: int, prefix: str) -> None:
+    """Delegate every bin of ``targets`` to the ``online`` keys (TAP 15 succinct roles)."""
     succinct = SuccinctRoles(keyids=[], threshold=online.threshold, bit_length=bits, name_prefix=prefix)
     targets.delegations = Delegations(keys={}, succinct_roles=succinct)
     for key in online.keys:
@@ -140,21 +173,43 @@ def next_roles(
     online_keys: Iterable[Key] = (), online_threshold: int | None = None,
     root_expiry: datetime.timedelta | None = None,
     targets_expiry: datetime.timedelta | None = None,
+    targets_online: bool | None = None,
 ) -> tuple[Metadata[Root] | None, Metadata[Targets] | None]:
     """Root N+1 and/or targets M+1 with the requested changes, unsigned.
 
     A new root is made when any key, threshold or the root expiry changes; a
     new targets when its keys or the online key change (it must be signed by
     the new keys and delegate to the new online key) or its expiry is renewed.
+
+    ``targets_online`` switches the trust model (None keeps it). In the
+    targets-online model no targets is made unless the model switches: the
+    index signs targets itself. Switching to it, targets M+1 is signed by the
+    old targets keys, so that clients on root N accept it; switching back to
+    PEP 458, by the new targets keys (the index adds the online key's
+    signature for clients on root N).
     """
     now = utcnow()
     old = current_root.signed
+    was_online = trust_model.targets_online(old)
+    online_model = was_online if targets_online is None else targets_online
+    switching = online_model != was_online
+    targets_changes = bool(add_targets_keys) or bool(remove_targets_keys) or targets_threshold is not None
+    if online_model and targets_changes:
+        raise CeremonyError("targets keys have no place in the targets-online model (the online key signs "
+                            "targets): give --targets-offline to switch to PEP 458's offline targets")
+    if online_model and not switching and targets_expiry is not None:
+        raise CeremonyError("in the targets-online model the index renews targets itself (tuf refresh): "
+                            "no --targets-expiry")
+    if switching and not online_model and not (list(add_targets_keys) and targets_threshold):
+        raise CeremonyError("switching to offline targets needs the new targets keys and their threshold "
+                            "(--add-targets-key ..., --targets-threshold)")
     specs = {}
     for role, add, remove, threshold in (
         ("root", list(add_root_keys), list(remove_root_keys), root_threshold),
         ("targets", list(add_targets_keys), list(remove_targets_keys), targets_threshold),
     ):
-        keys = {k: old.keys[k] for k in old.roles[role].keyids}
+        # Switching back to offline targets starts from no targets key (the online ones held it).
+        keys = {} if role == "targets" and was_online else {k: old.keys[k] for k in old.roles[role].keyids}
         for keyid in remove:
             if keyid not in keys:
                 raise CeremonyError(f"cannot remove {role} key {keyid[:12]}: root v{old.version} does not list it")
@@ -167,6 +222,8 @@ def next_roles(
     current_online = signing.online_keys(old, current_targets.signed)
     new_online = list(online_keys) or list(current_online.keys.values())
     specs["online"] = RoleSpec(new_online, online_threshold or current_online.threshold)
+    if online_model:
+        specs["targets"] = specs["online"]
     for label, spec in specs.items():
         spec.check(f"{label} keys")
 
@@ -178,7 +235,8 @@ def next_roles(
     targets_keys_changed = changed("targets", specs["targets"])
     root_due = (changed("root", specs["root"]) or targets_keys_changed or online_changed
                 or root_expiry is not None)
-    targets_due = targets_keys_changed or online_changed or targets_expiry is not None
+    targets_due = switching or (not online_model and (
+        targets_keys_changed or online_changed or targets_expiry is not None))
     if not root_due and not targets_due:
         raise CeremonyError("nothing to change: give keys to add or remove, thresholds, or an expiry")
     new_root = new_targets = None
@@ -191,7 +249,7 @@ def next_roles(
         if expires <= now:
             raise CeremonyError(f"root v{old.version} has expired: give --root-expiry")
         new_root = Metadata(build_root(
-            root=specs["root"], targets=specs["targets"], online=specs["online"],
+            root=specs["root"], targets=None if online_model else specs["targets"], online=specs["online"],
             expires=expires, version=old.version + 1,
         ))
     if targets_due:
@@ -201,7 +259,7 @@ def next_roles(
             signed.expires = now + targets_expiry
         elif signed.expires <= now:
             raise CeremonyError(f"targets v{current_targets.signed.version} has expired: give --targets-expiry")
-        _delegate_bins(signed, specs["online"], succinct.bit_length, succinct.name_prefix)
+        delegate_bins(signed, specs["online"], succinct.bit_length, succinct.name_prefix)
         new_targets = Metadata(signed)
     return new_root, new_targets
 
@@ -333,7 +391,19 @@ class Payload:
             if role == "root" or (not self.old_keys_unavailable
                                   and _role_keys(trusted, role) != _role_keys(self.root.signed, role)):
                 roots.append((f"root v{trusted.version}", trusted))
+        if role == "targets":
+            # A root trusting the online key for targets is met at install: the index signs with it.
+            roots = [(label, root) for label, root in roots if not trust_model.targets_online(root)]
         return roots
+
+    def targets_signed_at_install(self) -> list[str]:
+        """The roots (as labels) that trust the online key for this payload's targets: ``tuf install``
+        adds the online key's signature for them (a switch of trust model)."""
+        if self.targets is None:
+            return []
+        roots = [self.root, self.trusted_root]
+        return [f"root v{md.signed.version}" for md in roots
+                if md is not None and trust_model.targets_online(md.signed)]
 
     def accepted_keys(self, role: str) -> dict[str, Key]:
         keys = {}
@@ -432,32 +502,38 @@ class Payload:
         problems = []
         trusted = self.trusted_root.signed if self.trusted_root else None
         if self.root is not None:
-            root = self.root.signed
+            new_root = self.root.signed
             expected = trusted.version + 1 if trusted else 1
-            if root.version != expected:
-                problems.append(f"root version is {root.version}, expected {expected}")
-            if not root.consistent_snapshot:
+            if new_root.version != expected:
+                problems.append(f"root version is {new_root.version}, expected {expected}")
+            if not new_root.consistent_snapshot:
                 problems.append("root must set consistent_snapshot (PEP 458)")
         if trusted is None and self.root is None:
             problems.append("a targets-only payload needs the trusted root it is signed under")
-        if trusted is None and self.targets is None:
+        root = self.root_in_force
+        online_model = root is not None and trust_model.targets_online(root)
+        if trusted is None and self.targets is None and not online_model:
             problems.append("bootstrap needs root v1 and targets v1 together")
+        if (root is not None and online_model and self.targets is not None
+                and (trusted is None or trust_model.targets_online(trusted))):
+            problems.append(f"root v{root.version} gives targets to the online key: the payload holds root "
+                            "only (the index signs targets)")
         if trusted is None and self.targets is not None and self.targets.signed.version != 1:
             problems.append(f"targets version is {self.targets.signed.version}, expected 1")
         if self.targets is not None:
             problems.extend(targets_shape_problems(self.targets.signed))
-        in_force = self.root_in_force
-        if in_force is not None and self.targets is not None:
+        if root is not None and self.targets is not None:
             try:
-                signing.online_keys(in_force, self.targets.signed)
+                signing.online_keys(root, self.targets.signed)
             except signing.SigningError as exc:
                 problems.append(str(exc))
-        elif in_force is not None and trusted is not None and self.targets is None:
+        elif root is not None and trusted is not None and self.targets is None and not (
+                online_model and trust_model.targets_online(trusted)):
             for role in ("targets", "snapshot"):
-                if _role_keys(in_force, role) != _role_keys(trusted, role):
+                if _role_keys(root, role) != _role_keys(trusted, role):
                     what = "targets keys" if role == "targets" else "online key"
                     problems.append(
-                        f"root v{in_force.version} changes the {what}: the payload must also hold the "
+                        f"root v{root.version} changes the {what}: the payload must also hold the "
                         "next targets (prepare both with 'tuf ceremony prepare')"
                     )
         return problems

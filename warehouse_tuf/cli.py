@@ -220,6 +220,9 @@ def status(config: Any, as_json: bool, deep: bool) -> None:
     click.echo(f"metadata:    {report.get('metadata_url') or '(tuf.metadata_url is not set)'}")
     click.echo("keys:        " + ("INSECURE development keys" if report.get("development_keys")
                                    else "keys from a signing ceremony"))
+    model = report["trust_model"]
+    click.echo(f"trust model: {model['description']}")
+    click.echo(f"  warning:   {model['warning']}")
     click.echo(f"{'role':<12} {'version':>8}  {'expires':<28} keys")
     for role in report["roles"]:
         expires = f"{relative(role['expires_in_seconds'])} ({role['expires'][:16]})"
@@ -451,11 +454,17 @@ def _show_payload(payload: Any) -> list[str]:
         for sig in report.signatures:
             if sig.state != "valid":
                 click.echo(f"  signature by {short_keyid(sig.keyid)}: {sig.state}")
+        if report.role == "targets":
+            for label in payload.targets_signed_at_install():
+                click.echo(f"  {label} trusts the online key for targets: 'tuf install' adds its signature")
     root = payload.root_in_force
     targets = payload.targets.signed if payload.targets else None
     if root is not None:
+        from warehouse_tuf import trust_model
+
         online = root.roles["snapshot"]
         click.echo(f"online key(s): {_keys(sorted(online.keyids))} (threshold {online.threshold})")
+        click.echo(f"trust model: {trust_model.DESCRIPTIONS[trust_model.model(root)]}")
     if targets is not None and targets.delegations and targets.delegations.succinct_roles:
         succinct = targets.delegations.succinct_roles
         click.echo(f"bins: {2**succinct.bit_length} ({succinct.name_prefix}-*)")
@@ -519,9 +528,11 @@ def import_hsm_key(output: str) -> None:
 @click.option("--root-key", multiple=True, required=True, callback=_public_keys,
               help="Public key file (PEM or TUF key JSON) of a root key holder; repeat.")
 @click.option("--root-threshold", type=int, required=True)
-@click.option("--targets-key", multiple=True, required=True, callback=_public_keys,
+@click.option("--targets-key", multiple=True, callback=_public_keys,
               help="Public key file of a targets key holder; repeat.")
-@click.option("--targets-threshold", type=int, required=True)
+@click.option("--targets-threshold", type=int)
+@click.option("--targets-online", is_flag=True,
+              help="Root is the only offline role: the online key signs targets (tuf.targets_online).")
 @click.option("--online-key", multiple=True, required=True, callback=_public_keys,
               help="Public key file of the online key (bins, snapshot, timestamp); repeat.")
 @click.option("--online-threshold", type=int, default=1, show_default=True)
@@ -530,27 +541,35 @@ def import_hsm_key(output: str) -> None:
 @click.option("--root-expiry", default="365d", show_default=True, callback=_duration)
 @click.option("--targets-expiry", default="365d", show_default=True, callback=_duration)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True)
-def init(root_key: list[Key], root_threshold: int, targets_key: list[Key], targets_threshold: int,
-         online_key: list[Key], online_threshold: int, bin_count: int, bin_prefix: str,
+def init(root_key: list[Key], root_threshold: int, targets_key: list[Key], targets_threshold: int | None,
+         targets_online: bool, online_key: list[Key], online_threshold: int, bin_count: int, bin_prefix: str,
          root_expiry: timedelta, targets_expiry: timedelta, output: str) -> None:
-    """Write the unsigned root v1 and targets v1 payload."""
+    """Write the unsigned root v1 and targets v1 payload (root v1 alone with --targets-online)."""
     from warehouse_tuf import ceremony as ceremonylib
     from warehouse_tuf.models import utcnow
 
+    targets_given = bool(targets_key) or targets_threshold is not None
+    targets_spec = None
+    if not targets_online and targets_key and targets_threshold is not None:
+        targets_spec = ceremonylib.RoleSpec(targets_key, targets_threshold)
+    elif not targets_online or targets_given:
+        raise ceremonylib.CeremonyError("give --targets-key and --targets-threshold (PEP 458), or "
+                                        "--targets-online (the online key signs targets), not both")
     now = utcnow()
     root, targets = ceremonylib.build_roles(
         root=ceremonylib.RoleSpec(root_key, root_threshold),
-        targets=ceremonylib.RoleSpec(targets_key, targets_threshold),
+        targets=targets_spec,
         online=ceremonylib.RoleSpec(online_key, online_threshold),
         bin_bits=ceremonylib.bin_bits(bin_count), bin_prefix=bin_prefix,
         root_expires=now + root_expiry, targets_expires=now + targets_expiry,
     )
-    payload = ceremonylib.Payload(root=root, targets=targets)
+    payload = ceremonylib.Payload(root=root, targets=None if targets_spec is None else targets)
     problems = payload.shape_problems()
     if problems:
         raise ceremonylib.CeremonyError(problems[0])
     _write_new(output, payload.to_bytes())
-    click.echo(f"wrote {output}: root v1 and targets v1, unsigned; digest {payload.digest()}")
+    made = " and ".join(f"{n} v1" for n, _ in payload.roles())
+    click.echo(f"wrote {output}: {made}, unsigned; digest {payload.digest()}")
 
 
 @ceremony.command()
@@ -569,6 +588,9 @@ def init(root_key: list[Key], root_threshold: int, targets_key: list[Key], targe
 @click.option("--online-threshold", type=int)
 @click.option("--root-expiry", callback=_duration, help="New root expiry from now, e.g. 365d.")
 @click.option("--targets-expiry", callback=_duration, help="Renew targets: expiry from now, e.g. 365d.")
+@click.option("--targets-online/--targets-offline", default=None,
+              help="Switch the trust model: the online key signs targets (root the only offline role), "
+                   "or targets keys do (PEP 458; give --add-targets-key and --targets-threshold).")
 @click.option("--without-old-keys", is_flag=True,
               help="The old targets or online keys are lost or compromised: the new targets needs "
                    "only the new targets keys (install then signs with the new online key alone).")
@@ -576,8 +598,8 @@ def init(root_key: list[Key], root_threshold: int, targets_key: list[Key], targe
 def prepare(root_file: str, targets_file: str, add_root_key: list[Key], remove_root_key: tuple[str, ...],
             root_threshold: int | None, add_targets_key: list[Key], remove_targets_key: tuple[str, ...],
             targets_threshold: int | None, online_key: list[Key], online_threshold: int | None,
-            root_expiry: timedelta | None, targets_expiry: timedelta | None, without_old_keys: bool,
-            output: str) -> None:
+            root_expiry: timedelta | None, targets_expiry: timedelta | None, targets_online: bool | None,
+            without_old_keys: bool, output: str) -> None:
     """Write the unsigned next root and/or targets: key rotation, thresholds, renewal."""
     from tuf.api.metadata import Metadata
 
@@ -597,6 +619,7 @@ def prepare(root_file: str, targets_file: str, add_root_key: list[Key], remove_r
         add_targets_keys=add_targets_key, remove_targets_keys=remove_targets_key,
         targets_threshold=targets_threshold, online_keys=online_key,
         online_threshold=online_threshold, root_expiry=root_expiry, targets_expiry=targets_expiry,
+        targets_online=targets_online,
     )
     payload = ceremonylib.Payload(trusted_root=current["root"], root=root, targets=targets,
                                   old_keys_unavailable=without_old_keys)
@@ -770,6 +793,11 @@ def verify_repository(metadata_url: str, root_file: IO[bytes] | None, targets_ur
     )
     if report.unreachable:
         raise UnreadableError(report.unreachable)
+    if report.trust_model is not None:
+        from warehouse_tuf.trust_model import DESCRIPTIONS, WARNINGS
+
+        click.echo(f"trust model: {DESCRIPTIONS[report.trust_model]}")
+        click.echo(f"  warning: {WARNINGS[report.trust_model]}")
     for problem in report.problems:
         click.echo(f"problem: {problem}")
     if report.timestamp_version is None:

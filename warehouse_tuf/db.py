@@ -74,6 +74,14 @@ def keep_offline_version(session: Session, name: str, version: int, data: bytes)
     session.merge(OfflineRoleVersion(name=name, version=version, signed_bytes=data))
 
 
+def record_offline_role(session: Session, row: RoleVersion, version: int, expires: datetime.datetime,
+                        data: bytes, now: datetime.datetime) -> None:
+    """Record ``data`` as the installed version of root or targets, and keep it for good."""
+    update_row(row, version, expires, data, now)
+    row.signed_bytes = data
+    keep_offline_version(session, row.name, version, data)
+
+
 def offline_versions(session: Session) -> dict[tuple[str, int], bytes]:
     """Every kept (name, version) of root and targets, with its bytes."""
     return {(name, version): data for name, version, data in session.execute(
@@ -166,13 +174,15 @@ def unfinished_bins(session: Session) -> list[int]:
     ).order_by(_ROLES.c.bin_index)))
 
 
-def due_online_roles(session: Session, expiring_before: datetime.datetime | None) -> list[tuple[str, int | None]]:
-    """(name, bin index) of the online roles an earlier run left unfinished, or expiring."""
+def due_online_roles(session: Session, expiring_before: datetime.datetime | None,
+                     offline: Iterable[str] = roles.OFFLINE) -> list[tuple[str, int | None]]:
+    """(name, bin index) of the online roles an earlier run left unfinished, or expiring; every role
+    but the ``offline`` ones (targets is online in the targets-online model)."""
     due = RoleVersion.reserved_version > RoleVersion.version
     if expiring_before is not None:
         due = due | (RoleVersion.expires <= expiring_before)
     return [(name, index) for name, index in session.execute(
-        select(RoleVersion.name, RoleVersion.bin_index).where(due, RoleVersion.name.not_in(roles.OFFLINE))
+        select(RoleVersion.name, RoleVersion.bin_index).where(due, RoleVersion.name.not_in(tuple(offline)))
     )]
 
 

@@ -14,11 +14,22 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
+from securesystemslib.signer import Signer
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
-from tuf.api.metadata import MetaFile, Snapshot, Timestamp
+from tuf.api.metadata import MetaFile, Snapshot, Targets, Timestamp
 
-from warehouse_tuf import bins, canonical, db, publish_requests, roles, signing, targets as targetlib, trust
+from warehouse_tuf import (
+    bins,
+    canonical,
+    db,
+    publish_requests,
+    roles,
+    signing,
+    targets as targetlib,
+    trust,
+    trust_model,
+)
 from warehouse_tuf.clock import utcnow
 from warehouse_tuf.db import SignedBin, TargetRow
 from warehouse_tuf.exceptions import RepositoryError, StorageAheadError
@@ -160,7 +171,10 @@ def run(repo: Repository, refresh_window: datetime.timedelta | None, wait: bool 
         now = utcnow()
         # Online roles an earlier run left unfinished, or expiring: a query,
         # not one ORM object per bin (16,384 of them in production).
-        due = db.due_online_roles(publisher, now + refresh_window if refresh_window is not None else None)
+        # Targets is one of them in the targets-online model.
+        due = db.due_online_roles(publisher, now + refresh_window if refresh_window is not None else None,
+                                  trust_model.offline_roles(root.signed))
+        resign_targets = (roles.TARGETS, None) in due
         if not changes and not due:
             return PublishResult(seconds=time.monotonic() - started)
         rows = db.top_level_rows(publisher)
@@ -175,6 +189,7 @@ def run(repo: Repository, refresh_window: datetime.timedelta | None, wait: bool 
             if c.kind in (ChangeKind.REMOVE_PROJECT.value, ChangeKind.RENDER_PAGES.value)
         ))
         reserved = reserve(publisher, rows, indexes)
+        targets_version = db.reserve(rows, [roles.TARGETS])[roles.TARGETS] if resign_targets else None
         apply_changes(repo, publisher, changes, pages)
         # The reservation is durable before any byte is written. The changes are
         # applied in the same commit (applying them again after a crash is
@@ -183,6 +198,9 @@ def run(repo: Repository, refresh_window: datetime.timedelta | None, wait: bool 
         publisher.commit()
         renew_before = now + (refresh_window or repo.settings.refresh_window)
         signed = bins.sign(repo, trusted, publisher, indexes, now, renew_before)
+        if targets_version is not None:
+            sign_online_targets(repo, publisher, rows[roles.TARGETS], targets.signed, targets_version,
+                                trusted.signers, now)
         write_snapshot_and_timestamp(repo, publisher, trusted, rows, reserved, now, signed)
         db.delete_changes(publisher, [change.id for change in changes])
         publisher.add(PublishLog(kind=kind, started_at=now, duration=time.monotonic() - started,
@@ -229,6 +247,17 @@ def resign_bins(repo: Repository, indexes: Iterable[int] | None = None) -> Publi
 
 
 # -- snapshot and timestamp -----------------------------------------------------------------
+
+
+def sign_online_targets(repo: Repository, session: Session, row: RoleVersion, current: Targets, version: int,
+                        signers: Sequence[Signer], now: datetime.datetime) -> bytes:
+    """``current`` as targets ``version``, signed by the online key (the targets-online model) and
+    stored before the snapshot that names it; the database keeps its bytes as it keeps root's."""
+    signed = trust_model.next_targets(current, version=version, expires=now + repo.settings.expiry["targets"])
+    data = trust_model.sign(signed, signers)
+    repo.storage.put(roles.filename(roles.TARGETS, version), data)
+    db.record_offline_role(session, row, version, signed.expires, data, now)
+    return data
 
 
 def write_snapshot_and_timestamp(

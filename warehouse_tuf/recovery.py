@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from tuf.api.metadata import Metadata, Snapshot, Timestamp
 
-from warehouse_tuf import db, roles, trust
+from warehouse_tuf import db, roles, trust, trust_model
 from warehouse_tuf.exceptions import RepositoryError
 from warehouse_tuf.locking import publish_lock
 from warehouse_tuf.models import RoleVersion
@@ -39,7 +39,9 @@ def recover(repo: Repository) -> RecoveryResult:
       re-queued, so record them again (e.g. by backfill), then publish.
     """
     with publish_lock(repo.engine, repo.settings.lock_timeout), repo.sessions() as publisher:
-        trust.offline_roles(repo, publisher)  # bootstrapped; the signers may trust a root not reinstalled yet
+        # Bootstrapped; the signers may trust a root not reinstalled yet. Targets is an online role
+        # in the targets-online model.
+        offline = trust_model.offline_roles(trust.offline_roles(repo, publisher)[0].signed)
         rows = {row.name: row for row in publisher.scalars(select(RoleVersion))}
         published = published_versions(repo, missing_ok=True)
         highest = dict(published)
@@ -48,7 +50,7 @@ def recover(repo: Repository) -> RecoveryResult:
             if version.isdigit() and role.endswith(".json"):
                 role = role.removesuffix(".json")
                 highest[role] = max(highest.get(role, 0), int(version))
-        for name in roles.OFFLINE:
+        for name in offline:
             if highest.get(name, 0) > rows[name].version:
                 raise RepositoryError(
                     f"storage holds {name} version {highest[name]} but the database has "
@@ -56,7 +58,7 @@ def recover(repo: Repository) -> RecoveryResult:
                 )
         missing = storage_check(repo, deep=True).missing
         restored, unrecoverable = _restore_offline_roles(repo, publisher, rows)
-        online = [row for name, row in rows.items() if name not in roles.OFFLINE]
+        online = [row for name, row in rows.items() if name not in offline]
         for row in online:
             row.version = max(row.version, published.get(row.name, 0))
             # reserved > version marks the role unfinished: the next publish re-signs

@@ -19,7 +19,7 @@ import time
 from sqlalchemy.orm import Session
 from tuf.api.metadata import Metadata, Root, Targets
 
-from warehouse_tuf import bins, ceremony, db, roles, signing, trust
+from warehouse_tuf import bins, ceremony, db, roles, signing, trust, trust_model
 from warehouse_tuf.clock import utcnow
 from warehouse_tuf.exceptions import InstallError
 from warehouse_tuf.locking import publish_lock
@@ -27,6 +27,7 @@ from warehouse_tuf.models import RoleVersion
 from warehouse_tuf.publishing import (
     check_storage_not_ahead,
     reserve,
+    sign_online_targets,
     stored_timestamp_version,
     write_snapshot_and_timestamp,
 )
@@ -57,6 +58,13 @@ def install(
         payload = _check_install(repo, trusted_root, trusted_targets, root_bytes, targets_bytes, without_old_key)
         new_root = payload.root or trusted_root
         new_targets = payload.targets or trusted_targets
+        problem = trust_model.model_problem(new_root.signed, settings.targets_online)
+        if problem:
+            raise InstallError(problem)
+        online_model = trust_model.targets_online(new_root.signed)
+        if payload.targets is None and online_model:
+            # The targets-online model: the index signs the next targets, delegating to root N+1's online keys.
+            new_targets = Metadata(ceremony.redelegated(trusted_targets.signed, new_root.signed))
         trust.refuse_development_keys(settings, new_root.signed, new_targets.signed)
         if _reinstall_after_restore(repo, publisher, rows, payload, root_bytes, targets_bytes):
             return InstallResult(rows[roles.ROOT].version, rows[roles.TARGETS].version, False,
@@ -72,13 +80,22 @@ def install(
         else:
             both = new_only = signing.load_online_signers(uris, new_keys)
         trust.refuse_development_signers(settings, both)
+        # The targets-online model: the online key signs targets M+1, or adds its signature to the
+        # payload's when the model switches (clients on root N or N+1 accept it).
+        index_signs_targets = rotating and payload.targets is None and online_model
+        if payload.targets is not None and online_model != trust_model.targets_online(trusted_root.signed):
+            targets_bytes = trust_model.sign(payload.targets, both)
         now = utcnow()
         indexes = list(range(trust.bin_layout(repo).count)) if rotating else []
         reserved = reserve(publisher, rows, indexes)
+        targets_version = db.reserve(rows, [roles.TARGETS])[roles.TARGETS] if index_signs_targets else None
         publisher.commit()  # the reservation is durable before any byte is written
         installed = payload.root is None and payload.targets is None
         signed = bins.sign(repo, Trusted(new_root, new_targets, new_only, installed=installed), publisher,
                            indexes, now, now + settings.refresh_window)
+        if targets_version is not None:
+            new_targets = Metadata[Targets].from_bytes(sign_online_targets(
+                repo, publisher, rows[roles.TARGETS], new_targets.signed, targets_version, both, now))
         if payload.targets is not None:
             _publish_offline_role(repo, publisher, rows[roles.TARGETS], payload.targets.signed,
                                   targets_bytes or b"", now)
@@ -89,11 +106,17 @@ def install(
             _publish_offline_role(repo, publisher, rows[roles.ROOT], payload.root.signed, root_bytes or b"", now)
         publisher.commit()
         if handover:
-            # The old key signed the snapshot and timestamp of the switch: sign them again without it.
+            # The old key signed the snapshot and timestamp of the switch (and targets, when it is
+            # online): sign them again without it.
             reserved = reserve(publisher, rows, [])
+            targets_version = db.reserve(rows, [roles.TARGETS])[roles.TARGETS] if online_model else None
             publisher.commit()
+            now = utcnow()
+            if targets_version is not None:
+                sign_online_targets(repo, publisher, rows[roles.TARGETS], new_targets.signed, targets_version,
+                                    new_only, now)
             write_snapshot_and_timestamp(repo, publisher, Trusted(new_root, new_targets, new_only), rows,
-                                         reserved, utcnow())
+                                         reserved, now)
             publisher.commit()
     result = InstallResult(
         root_version=rows[roles.ROOT].version, targets_version=rows[roles.TARGETS].version,
@@ -133,7 +156,9 @@ def _check_install(
             )
     for name, md in new.items():
         stored = roles.filename(name, md.signed.version)
-        if repo.stored_bytes(stored) not in (None, root_bytes if name == roles.ROOT else targets_bytes):
+        published = repo.stored_bytes(stored)
+        data = root_bytes if name == roles.ROOT else targets_bytes
+        if published is not None and not trust_model.published_as(published, data or b""):
             problems.append(f"storage already publishes {stored} with other bytes")
     if problems:
         raise InstallError(problems[0])
@@ -144,7 +169,8 @@ def _reinstall_after_restore(
     repo: Repository, publisher: Session, rows: dict[str, RoleVersion], payload: ceremony.Payload,
     root_bytes: bytes | None, targets_bytes: bytes | None,
 ) -> bool:
-    """After a database restore, put back roles storage already publishes, byte for byte.
+    """After a database restore, put back roles storage already publishes, byte for byte (a model
+    switch's targets with the online key's signature, as install published it).
 
     Storage is then ahead of the database ('tuf recover' refuses until the
     newer root and targets are back); nothing is signed or written here.
@@ -152,14 +178,16 @@ def _reinstall_after_restore(
     stored = stored_timestamp_version(repo)
     if stored is None or stored <= rows[roles.TIMESTAMP].reserved_version:
         return False
-    new = [(roles.ROOT, payload.root, root_bytes), (roles.TARGETS, payload.targets, targets_bytes)]
-    for name, md, data in new:
-        if md is not None and repo.stored_bytes(roles.filename(name, md.signed.version)) != data:
+    new = []
+    for name, md, data in ((roles.ROOT, payload.root, root_bytes), (roles.TARGETS, payload.targets, targets_bytes)):
+        published = repo.stored_bytes(roles.filename(name, md.signed.version)) if md is not None else None
+        if md is not None and (published is None or not trust_model.published_as(published, data or b"")):
             return False
+        new.append((name, md, published))
     now = utcnow()
     for name, md, data in new:
         if md is not None and data is not None:
-            _record_offline_role(publisher, rows[name], md.signed, data, now)
+            db.record_offline_role(publisher, rows[name], md.signed.version, md.signed.expires, data, now)
     publisher.commit()
     log.warning("tuf install: re-installed published root %d / targets %d after a restore",
                 rows[roles.ROOT].version, rows[roles.TARGETS].version)
@@ -169,12 +197,7 @@ def _reinstall_after_restore(
 def _publish_offline_role(repo: Repository, publisher: Session, row: RoleVersion, signed: Root | Targets,
                           data: bytes, now: datetime.datetime) -> None:
     repo.storage.put(roles.filename(row.name, signed.version), data)
-    _record_offline_role(publisher, row, signed, data, now)
+    db.record_offline_role(publisher, row, signed.version, signed.expires, data, now)
 
 
-def _record_offline_role(publisher: Session, row: RoleVersion, signed: Root | Targets, data: bytes,
-                         now: datetime.datetime) -> None:
-    """Record ``data`` as the installed version of root or targets, and keep it for good."""
-    db.update_row(row, signed.version, signed.expires, data, now)
-    row.signed_bytes = data
-    db.keep_offline_version(publisher, row.name, signed.version, data)
+

@@ -164,8 +164,9 @@ class TUFManager:
 
     # -- the repository's operations ---------------------------------------------------------
 
-    def bootstrap(self, root_bytes: bytes, targets_bytes: bytes) -> PublishResult:
-        """Install offline-signed root v1 and targets v1, every bin, snapshot and timestamp."""
+    def bootstrap(self, root_bytes: bytes, targets_bytes: bytes | None) -> PublishResult:
+        """Install offline-signed root v1 and targets v1 (None: the targets-online model, the online key
+        signs targets v1), every bin, snapshot and timestamp."""
         return bootstrapping.bootstrap(self.repository, root_bytes, targets_bytes)
 
     def bootstrap_development(self) -> PublishResult:
@@ -173,7 +174,7 @@ class TUFManager:
         return bootstrapping.bootstrap_development(self.repository)
 
     def build_offline_roles(
-        self, *, root_keys: Iterable[Key], root_threshold: int, targets_keys: Iterable[Key],
+        self, *, root_keys: Iterable[Key], root_threshold: int, targets_keys: Iterable[Key] | None,
         targets_threshold: int, online_keys: Iterable[Key], online_threshold: int,
         sign_with: Iterable[Signer] = (), sign_targets_with: Iterable[Signer] = (), version: int = 1,
     ) -> tuple[bytes, bytes]:

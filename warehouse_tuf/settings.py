@@ -38,6 +38,18 @@ def _asbool(value: Any) -> bool:
     return asbool(value)
 
 
+def _strict_bool(value: Any) -> bool:
+    """true/false, yes/no, on/off, 1/0: for a setting where a typo read as false weakens security."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0"):
+        return False
+    raise ValueError("give true or false")
+
+
 def parse_duration(value: str | int | timedelta) -> timedelta:
     """Parse ``"1d"``, ``"6h"``, ``"30m"``, ``"90s"`` or a number of seconds."""
     if isinstance(value, timedelta):
@@ -256,6 +268,10 @@ class TUFSettings:
     metrics_interface: str = _declare(
         "tuf.metrics_interface", "warehouse.metrics.IMetricsService", str,
         "dotted name of the host's metrics service interface (none registered: no metrics)")
+    targets_online: bool = _declare(
+        "tuf.targets_online", False, _strict_bool,
+        "true: root is the only offline role, the online key signs targets too "
+        "(docs/ceremony.md); false: PEP 458's offline targets")
     session_class: Any = _declare(
         "tuf.session_class", "warehouse.db.Session", _dotted_or_object,
         "the host's SQLAlchemy Session class or sessionmaker (a dotted name, or the object given to the "

@@ -7,7 +7,7 @@ from typing import Any
 
 from tuf.api.metadata import Metadata, Root, Targets
 
-from warehouse_tuf import db, devkeys, roles, signing, trust
+from warehouse_tuf import db, devkeys, roles, signing, trust, trust_model
 from warehouse_tuf.clock import utcnow
 from warehouse_tuf.exceptions import DevelopmentKeyError
 from warehouse_tuf.recovery import storage_check
@@ -46,7 +46,11 @@ def status(repo: Repository, *, deep: bool = False) -> dict[str, Any]:
     expiries = [(row.name, row.expires) for row in top.values()]
     expiries.append((summary.earliest_name or "", summary.earliest_expiry))
     problems = [f"{name} expired at {expires.isoformat()}" for name, expires in expiries if expires <= now]
-    for name in roles.OFFLINE:
+    model = trust_model.status(root, settings.targets_online)
+    if model["name"] != model["setting"]:
+        problems.append(f"tuf.targets_online asks for the {model['setting']} model but root v{root.version} "
+                        f"puts {model['name']} in force: install a root that switches (docs/ceremony.md)")
+    for name in trust_model.offline_roles(root):
         if name in top and now < top[name].expires <= now + OFFLINE_EXPIRY_WARNING:
             problems.append(
                 f"{name} expires at {top[name].expires.isoformat()}: run the signing ceremony "
@@ -70,6 +74,7 @@ def status(repo: Repository, *, deep: bool = False) -> dict[str, Any]:
     problems.extend(storage.problems)
     return {
         "bootstrapped": True,
+        "trust_model": model,
         "roles": role_rows,
         "bins": {
             "count": summary.bins,

@@ -17,7 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from tuf.api.metadata import Metadata, Root, Targets
 
-from warehouse_tuf import ceremony, devkeys, roles, signing
+from warehouse_tuf import ceremony, devkeys, roles, signing, trust_model
+from warehouse_tuf.clock import utcnow
 from warehouse_tuf.exceptions import (
     BinLayoutError,
     BootstrapError,
@@ -230,11 +231,20 @@ def offline_role_problems(settings: TUFSettings, payload: ceremony.Payload) -> l
 
 
 def bootstrap_roles(settings: TUFSettings, root_bytes: bytes,
-                    targets_bytes: bytes) -> tuple[Metadata[Root], Metadata[Targets]]:
-    """Root v1 and targets v1, checked as a client and this repository's settings check them."""
+                    targets_bytes: bytes | None) -> tuple[Metadata[Root], Metadata[Targets]]:
+    """Root v1 and targets v1, checked as a client and this repository's settings check them.
+
+    ``targets_bytes`` None: the targets-online model (``trust_model.py``); targets v1 is
+    returned unsigned, for the online key to sign. A root of the model ``tuf.targets_online``
+    does not ask for is refused.
+    """
     root = parse_offline_role(roles.ROOT, root_bytes, BootstrapError)
-    targets = parse_offline_role(roles.TARGETS, targets_bytes, BootstrapError)
-    problems = offline_role_problems(settings, ceremony.Payload(root=root, targets=targets))
-    if problems:
-        raise BootstrapError(problems[0])
+    targets = None if targets_bytes is None else parse_offline_role(roles.TARGETS, targets_bytes, BootstrapError)
+    problems = [trust_model.model_problem(root.signed, settings.targets_online)]
+    problems += offline_role_problems(settings, ceremony.Payload(root=root, targets=targets))
+    if any(problems):
+        raise BootstrapError(next(problem for problem in problems if problem))
+    if targets is None:
+        targets = Metadata(ceremony.build_targets(ceremony.online_spec(root.signed), settings.bin_bits,
+                                                  settings.bin_name_prefix, utcnow() + settings.expiry["targets"]))
     return root, targets

@@ -32,6 +32,7 @@ from tuf.api.metadata import Metadata, Snapshot, TargetFile, Targets, Timestamp
 from tuf.ngclient import Updater, UpdaterConfig
 from tuf.ngclient.fetcher import FetcherInterface
 
+from warehouse_tuf import trust_model
 from warehouse_tuf.clock import utcnow
 
 #: Largest metadata file the audit downloads (a 16,384-bin snapshot is about 0.6 MB).
@@ -56,6 +57,8 @@ class AuditReport:
     pages_listed: int = 0
     #: Set when the server could not be reached at all: one plain sentence.
     unreachable: str | None = None
+    #: The trust model the newest root puts in force (``trust_model.py``), once a client refreshed.
+    trust_model: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -123,7 +126,8 @@ def audit(
             report.problems.append(report.unreachable or f"a client cannot refresh: {_describe(exc)}")
             return report
         trusted: dict[str, Metadata[Any]] = {name: Metadata.from_file(str(Path(work) / f"{name}.json"))
-                   for name in ("timestamp", "snapshot", "targets")}
+                   for name in ("root", "timestamp", "snapshot", "targets")}
+        report.trust_model = trust_model.model(trusted["root"].signed)
         report.timestamp_version = trusted["timestamp"].signed.version
         report.snapshot_version = trusted["snapshot"].signed.version
         state = _State(state_file)

@@ -127,14 +127,16 @@ def settings_parse_or_fail_with_one_line_naming_the_setting(given_settings, envi
 
 @functools.cache
 def valid_payload() -> bytes:
-    """A complete, signed bootstrap payload (one key for every role)."""
+    """A complete, signed bootstrap payload (one key for root and targets, another online: with the
+    same key, the online key would hold targets, the targets-online model)."""
     with tempfile.TemporaryDirectory() as keys:
         key = signing.generate_key_file(Path(keys) / "key.pem")
         signer = signing.load_key_file(Path(keys) / "key.pem")
+        online = signing.generate_key_file(Path(keys) / "online.pem")
     spec = ceremony.RoleSpec([key], 1)
     now = utcnow()
     root, targets = ceremony.build_roles(
-        root=spec, targets=spec, online=spec, bin_bits=4, bin_prefix="bins",
+        root=spec, targets=spec, online=ceremony.RoleSpec([online], 1), bin_bits=4, bin_prefix="bins",
         root_expires=now.replace(year=now.year + 1), targets_expires=now.replace(year=now.year + 1),
     )
     root.sign(signer)

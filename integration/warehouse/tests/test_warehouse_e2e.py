@@ -502,6 +502,18 @@ def test_refresh_and_gc_commands(world):
     assert status(stack)["problems"] == []
 
 
+def test_the_trust_model_setting_reaches_the_extension_through_warehouse(world):
+    """``TUF_TARGETS_ONLINE`` in Warehouse's environment: the stack runs PEP 458's model, so asking
+    for the targets-online one is a problem ``tuf status`` names (the switch is a root rotation)."""
+    stack = world.stack
+    assert status(stack)["trust_model"]["name"] == "pep458"
+    run = stack.warehouse("tuf", "status", "--json", env={"TUF_TARGETS_ONLINE": "true"}, check=False)
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert run.returncode == 1 and report["trust_model"]["setting"] == "targets-online"
+    assert any(p.startswith("tuf.targets_online asks for the targets-online model but root v")
+               for p in report["problems"]), report["problems"]
+
+
 def test_verify_command_audits_the_published_repository(world):
     stack = world.stack
     run = stack.warehouse("tuf", "verify", stack.metadata_url, "--root", str(stack.root_v1()),
