@@ -76,8 +76,8 @@ def install(
         indexes = list(range(trust.bin_layout(repo).count)) if rotating else []
         reserved = reserve(publisher, rows, indexes)
         publisher.commit()  # the reservation is durable before any byte is written
-        installed = payload.root is None and payload.targets is None
-        signed = bins.sign(repo, Trusted(new_root, new_targets, new_only, installed=installed), publisher,
+        # Under roles not installed yet: the workers, which sign under the installed ones, are not asked.
+        signed = bins.sign(repo, Trusted(new_root, new_targets, new_only, installed=False), publisher,
                            indexes, now, now + settings.refresh_window)
         if payload.targets is not None:
             _publish_offline_role(repo, publisher, rows[roles.TARGETS], payload.targets.signed,
