@@ -35,13 +35,13 @@ from securesystemslib.signer import Key
 from tuf.api.metadata import Delegations, Metadata, Root, SuccinctRoles, Targets
 from tuf.api.serialization.json import JSONSerializer
 
-from warehouse_tuf import keyfiles, signing, targets as targetlib, trust_model
+from warehouse_tuf import keyfiles, roles, signing, targets as targetlib, trust_model
 from warehouse_tuf.clock import utcnow
 from warehouse_tuf.exceptions import CeremonyError
 
 FORMAT = "warehouse_tuf_ceremony"
 FORMAT_VERSION = 1
-OFFLINE_ROLES = ("root", "targets")
+OFFLINE_ROLES = roles.OFFLINE
 #: The most bins a payload may delegate to (2**20, as ``tuf.bin_count`` allows).
 MAX_BIN_BITS = targetlib.MAX_BIN_BITS
 #: Largest payload accepted: a root and a targets trusting dozens of keys take a few kB.

@@ -90,8 +90,8 @@ def install(
         reserved = reserve(publisher, rows, indexes)
         targets_version = db.reserve(rows, [roles.TARGETS])[roles.TARGETS] if index_signs_targets else None
         publisher.commit()  # the reservation is durable before any byte is written
-        installed = payload.root is None and payload.targets is None
-        signed = bins.sign(repo, Trusted(new_root, new_targets, new_only, installed=installed), publisher,
+        # Under roles not installed yet: the workers, which sign under the installed ones, are not asked.
+        signed = bins.sign(repo, Trusted(new_root, new_targets, new_only, installed=False), publisher,
                            indexes, now, now + settings.refresh_window)
         if targets_version is not None:
             new_targets = Metadata[Targets].from_bytes(sign_online_targets(

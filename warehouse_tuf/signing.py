@@ -15,7 +15,9 @@ from pathlib import Path
 from securesystemslib.signer import CryptoSigner, Key, Signer
 from tuf.api.metadata import Root, Targets
 
-ONLINE_ROLES = ("snapshot", "timestamp")
+from warehouse_tuf import roles
+
+ONLINE_ROLES = roles.ONLINE_TOP
 
 _PROBE = b"warehouse-tuf online signer probe"
 
@@ -37,14 +39,14 @@ def online_keys(root: Root, targets: Targets) -> OnlineKeys:
     succinct = targets.delegations.succinct_roles if targets.delegations else None
     if succinct is None:
         raise SigningError("targets has no succinct hash-bin delegation")
-    roles = {name: root.roles[name] for name in ONLINE_ROLES}
+    online_roles = {name: root.roles[name] for name in ONLINE_ROLES}
     # python-tuf takes key ids as the JSON gives them; the messages below slice and sort them.
     for owner, listed in (("targets' bin delegation", succinct.keyids),
-                          *((f"root's {name} role", role.keyids) for name, role in roles.items())):
+                          *((f"root's {name} role", role.keyids) for name, role in online_roles.items())):
         if not all(isinstance(keyid, str) for keyid in listed):
             raise SigningError(f"{owner} lists a key id that is not a string: {listed!r}")
     keyids = set(succinct.keyids)
-    for name, role in roles.items():
+    for name, role in online_roles.items():
         if set(role.keyids) != keyids or role.threshold != succinct.threshold:
             raise SigningError(
                 f"root's {name} role and targets' bin delegation must trust the same online "
