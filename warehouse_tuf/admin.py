@@ -32,7 +32,7 @@ from pyramid.renderers import render
 from pyramid.response import Response
 from sqlalchemy import select
 
-from warehouse_tuf.cli import relative, short_keyid  # as ``tuf status`` shows them
+from warehouse_tuf.cli.common import relative, short_keyid  # as ``tuf status`` shows them
 from warehouse_tuf.clock import utcnow
 from warehouse_tuf.interfaces import ITUFService
 from warehouse_tuf.models import PublishLog, RoleVersion
