@@ -567,7 +567,8 @@ def host_session(sessions: Any, engine: Any) -> Iterator[Any]:
 def record(config: Any, session: Any, i: int, projects: int) -> None:
     """The extension's part of an upload alone: what its hooks add (the pending change), commit,
     then its after-commit hook (which sends a publish message only when no publisher is requested)."""
-    from warehouse_tuf import PENDING_KEY, pending, queue_publish
+    from warehouse_tuf import pending
+    from warehouse_tuf.listeners import PENDING_KEY, queue_publish
 
     row = file_row(i, projects)
     pending.record(session.connection(), [pending.target_added(

@@ -21,8 +21,8 @@ from dev.commands import beat, serve, worker
 from dev.models import File, JournalEntry, Project
 from dev.tasks import wait_for_embedded_tasks
 from dev.testing.devhost import PASSWORD, USERNAME, add_file, pending_count, verify_like_a_client
-from warehouse_tuf import record_additions
 from warehouse_tuf.cli import tuf
+from warehouse_tuf.listeners import record_additions
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()}
 WHEEL = b"the bytes of a wheel"

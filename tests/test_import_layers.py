@@ -23,7 +23,8 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("publishing", {"publishing"}),
     ("operations", {"bootstrap", "rotation", "recovery", "retention", "backfill", "status"}),
     ("service", {"services"}),
-    ("faces", {"listing", "tasks", "cli", "cli.common", "cli.offline", "cli.repository", "admin", "__init__"}),
+    ("faces", {"listeners", "listing", "tasks", "cli", "cli.common", "cli.offline", "cli.repository",
+               "admin", "__init__"}),
 ]
 LAYER_OF = {module: rank for rank, (_, modules) in enumerate(LAYERS) for module in modules}
 

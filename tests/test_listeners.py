@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 from dev.models import File, JournalEntry, Project, Release
 from dev.tasks import wait_for_embedded_tasks
 from dev.testing.devhost import add_file, dev_config, pending, store_served_file, verify_like_a_client
-from warehouse_tuf import PENDING_KEY, forget_pending, queue_publish, record_additions, tasks
+from warehouse_tuf import tasks
+from warehouse_tuf.listeners import PENDING_KEY, forget_pending, queue_publish, record_additions
 from warehouse_tuf.models import ChangeKind, PendingChange
 
 ADD, REMOVE = ChangeKind.ADD.value, ChangeKind.REMOVE.value

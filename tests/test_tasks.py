@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 
 from dev.tasks import EmbeddedBeat, wait_for_embedded_tasks
 from dev.testing.devhost import add_file, dev_config, pending_count, store_served_file, verify_like_a_client, wait_until
-from warehouse_tuf import record_additions, tasks
+from warehouse_tuf import tasks
+from warehouse_tuf.listeners import record_additions
 from warehouse_tuf.models import RoleVersion
 
 

@@ -3,7 +3,7 @@
     WAREHOUSE_TUF_LISTENER_TIMES=FILE python serve_warehouse_timed.py PORT [THREADS]
 
 Before Warehouse's ``configure()`` runs (it includes ``warehouse_tuf``, whose
-``includeme`` looks the listeners up in its module namespace when it registers
+``includeme`` looks the listeners up in ``warehouse_tuf.listeners`` when it registers
 them on Warehouse's session class), each session listener of the extension --
 ``record_removals`` (before_flush), ``record_additions`` (after_flush),
 ``record_bulk_deletes`` (do_orm_execute), ``queue_publish`` (after_commit),
@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 
-import warehouse_tuf
+from warehouse_tuf import listeners
 
 LISTENERS = ("record_removals", "record_additions", "record_bulk_deletes", "queue_publish",
              "forget_pending")
@@ -68,7 +68,7 @@ def timed(name: str, listener):
 
 def install_timers() -> None:
     for name in LISTENERS:
-        setattr(warehouse_tuf, name, timed(name, getattr(warehouse_tuf, name)))
+        setattr(listeners, name, timed(name, getattr(listeners, name)))
 
 
 class PerUpload:
