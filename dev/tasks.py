@@ -26,6 +26,7 @@ import logging
 import shutil
 import tempfile
 import threading
+import time
 from typing import Any
 
 import celery
@@ -78,14 +79,22 @@ class WarehouseTask(celery.Task):
     def _send(self, args: Any, kwargs: Any, options: dict) -> Any:
         executor = getattr(self.app, "embedded_executor", None)
         if executor is not None:
-            return executor.submit(super().apply_async, args, kwargs, **options)
+            future = executor.submit(super().apply_async, args, kwargs, **options)
+            self.app.embedded_pending.add(future)
+            future.add_done_callback(self.app.embedded_pending.discard)
+            return future
         return super().apply_async(args, kwargs, **options)
 
 
 def wait_for_embedded_tasks(app: celery.Celery, timeout: float = 120) -> None:
-    """Return once every task queued so far in embedded mode has run."""
-    # One worker thread runs tasks in order: a no-op queued now finishes after them.
-    app.embedded_executor.submit(lambda: None).result(timeout=timeout)
+    """Return once every task queued in embedded mode has run, including the tasks those
+    tasks queued (a publish past its deadline queues its successor)."""
+    deadline = time.monotonic() + timeout
+    while queued := app.embedded_pending.copy():  # copy: other threads add and discard
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"{len(queued)} embedded task(s) still queued after {timeout}s")
+        concurrent.futures.wait(queued, timeout=left)
 
 
 class EmbeddedBeat(threading.Thread):
@@ -169,6 +178,8 @@ def includeme(config: Any) -> None:
     )
     if settings["dev.mode"] == "embedded":
         app.conf.task_always_eager = True
+        #: The futures of the tasks queued and not yet run (wait_for_embedded_tasks).
+        app.embedded_pending = set()
         app.embedded_executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="dev-embedded-task"
         )
