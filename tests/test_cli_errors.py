@@ -42,7 +42,7 @@ HOST_CASES = [
     (("resign-bins",), {}, "not bootstrapped"),
     (("recover",), {}, "not bootstrapped"),
     (("backfill",), {}, "not bootstrapped"),
-    (("gc",), {}, "storage has no published repository"),
+    (("gc",), {}, "storage holds no published repository"),
     (("targets", "demo", "--verify"), {}, "no signed targets for project 'demo'"),
     (("bootstrap", "{tmp}/missing.json"), {}, "cannot read payload"),
     (("install", "{tmp}/missing.json"), {}, "cannot read payload"),

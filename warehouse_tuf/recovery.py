@@ -166,7 +166,9 @@ def published_versions(repo: Repository, *, missing_ok: bool = False) -> dict[st
     except FileNotFoundError as exc:
         if missing_ok:
             return {}
-        raise RepositoryError(f"storage has no published repository to recover from: {exc}") from None
+        raise RepositoryError(
+            f"storage holds no published repository (its timestamp or snapshot is missing): {exc}"
+        ) from None
     except Exception as exc:
         raise RepositoryError(f"storage's timestamp or snapshot is not valid TUF metadata: {exc}") from None
     versions = {roles.TIMESTAMP: timestamp.signed.version, roles.SNAPSHOT: snapshot_version}
