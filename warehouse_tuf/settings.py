@@ -263,7 +263,8 @@ class TUFSettings:
                                        "how long a publisher waits for the publish lock")
     fan_out_batch: int = _declare(
         "tuf.fan_out_batch", 512, _positive_int,
-        "bins per worker task when re-signing many bins (refresh, backfill, key rotation)")
+        "bins per worker task when re-signing many bins (refresh, backfill, resign-bins; "
+        "a key rotation signs in its own process)")
     enabled: bool = _declare("tuf.enabled", True, _asbool, "false turns the hooks off")
     metrics_interface: str = _declare(
         "tuf.metrics_interface", "warehouse.metrics.IMetricsService", str,
