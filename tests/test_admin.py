@@ -148,7 +148,7 @@ def test_the_admin_page_in_a_headless_browser(big_host):
         roles = driver.find_elements(By.CSS_SELECTOR, "#tuf-roles tr.tuf-role")
         assert [row.get_attribute("data-role") for row in roles] == [
             "root", "targets", "snapshot", "timestamp", "bins"]
-        for row, role in zip(roles, status["roles"], strict=True):
+        for row, role in zip(roles[:-1], status["roles"], strict=True):  # the last row is the bins
             cells = [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
             assert cells[1] == str(role["version"]) and cells[3] == str(role["threshold"])
             assert role["expires"] in cells[2] and re.search(r"\(in \d+[dhms](\d\dm)?\)", cells[2])
