@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
 from dev.app import configure
 from dev.models import Base
 from dev.testing.devhost import HTTPClient, start_server, stop
 from tests.keyholders import make_holder, run, v1_payload
 from warehouse_tuf.migrations import upgrade
+
+pytestmark = pytest.mark.e2e  # starts the development host as a process
 
 
 def test_a_host_bootstrapped_from_a_ceremony_names_the_ceremony_keys(tmp_path):

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import socket
 
+import pytest
+
 from dev.testing.devhost import dev_command
+
+pytestmark = pytest.mark.e2e  # starts the development host as a process
 
 
 def _one_line(result) -> str:
