@@ -242,3 +242,22 @@ def test_a_publish_past_its_deadline_leaves_its_changes_and_the_request_standing
     assert successor.published and not successor.pending_left
     assert publish_requests.request(engine, stale)  # withdrawn: the next commit sends one
     assert Client(tmp_path / "metadata", targets_dir).download(path) == b"late"
+
+
+def test_bin_contents_are_the_target_rows_of_each_bin(engine):
+    """The database builds each bin's entries as JSON (one row per bin): the entries must be the rows,
+    whatever the path holds, with exact lengths, and an empty bin must come back empty."""
+    from warehouse_tuf import db
+
+    paths = ["ab/cd/é-1.0.tar.gz", 'q"uote\\back/slash.whl', "\u2603/snow-man_1.0.zip", "plain/a-1.whl"]
+    rows = [{"path": path, "bin_index": n % 2, "length": 2**53 + n, "hashes": {"sha256": f"{n:064x}",
+             "blake2b_256": f"{n + 7:064x}"}, "kind": "file", "project": "p", "release": "1"}
+            for n, path in enumerate(paths)]
+    with Session(engine) as session:
+        db.upsert_targets(session, rows)
+        session.commit()
+        contents = dict(db.bin_contents(session, [0, 1, 2]))
+    expected: dict[int, dict] = {0: {}, 1: {}, 2: {}}
+    for row in rows:
+        expected[row["bin_index"]][row["path"]] = {"hashes": row["hashes"], "length": row["length"]}
+    assert contents == expected

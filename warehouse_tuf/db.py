@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar, cast
 
-from sqlalchemy import CursorResult, Table, Update, bindparam, delete, func, select, update
+from sqlalchemy import CursorResult, String, Table, Update, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -218,14 +219,25 @@ BinEntries = dict[str, dict[str, Any]]
 
 
 def bin_contents(session: Session, indexes: Sequence[int]) -> Iterator[tuple[int, BinEntries]]:
-    """Each bin of ``indexes`` with its targets as TUF dicts, a chunk of bins at a time."""
+    """Each bin of ``indexes`` with its targets as TUF dicts, a chunk of bins at a time.
+
+    The database builds each bin's entries as one JSON object: one row per
+    bin rather than per target (SQLite hands the interpreter lock back at
+    every row, which the storage's writer threads then contend for).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        entry = func.json_build_object("hashes", _TARGETS.c.hashes, "length", _TARGETS.c.length)
+        entries = func.json_object_agg(_TARGETS.c.path, entry)
+    else:
+        entry = func.json_object("hashes", func.json(_TARGETS.c.hashes), "length", _TARGETS.c.length)
+        entries = func.json_group_object(_TARGETS.c.path, entry)
+    query = (select(_TARGETS.c.bin_index, entries.cast(String))
+             .where(_TARGETS.c.bin_index.in_(bindparam("chunk", expanding=True)))
+             .group_by(_TARGETS.c.bin_index))
     for chunk in chunks(indexes):
         contents: dict[int, BinEntries] = {index: {} for index in chunk}
-        for index, path, length, hashes in session.execute(
-            select(_TARGETS.c.bin_index, _TARGETS.c.path, _TARGETS.c.length, _TARGETS.c.hashes)
-            .where(_TARGETS.c.bin_index.in_(chunk))
-        ):
-            contents[index][path] = {"hashes": hashes, "length": length}
+        for index, encoded in session.execute(query, {"chunk": list(chunk)}):
+            contents[index] = json.loads(encoded)
         yield from contents.items()
 
 
