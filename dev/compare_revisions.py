@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import click
@@ -51,8 +52,10 @@ def _run(tree: Path, bench_args: tuple[str, ...], figure: str) -> float:
 @click.option("--after", default="HEAD", show_default=True, help="The revision compared with it.")
 @click.option("--rounds", default=5, show_default=True, type=click.IntRange(1))
 @click.option("--figure", default="wall_s", show_default=True, help="The key of the bench's JSON to compare.")
+@click.option("--settle", default=2.0, show_default=True, type=click.FloatRange(0),
+              help="Seconds to wait before each run, after flushing what the last run left to write.")
 @click.argument("bench_args", nargs=-1, required=True)
-def compare(before: str, after: str, rounds: int, figure: str, bench_args: tuple[str, ...]) -> None:
+def compare(before: str, after: str, rounds: int, figure: str, settle: float, bench_args: tuple[str, ...]) -> None:
     """Alternate BENCH_ARGS (a ``python -m dev bench`` command) on two revisions."""
     with tempfile.TemporaryDirectory(prefix="compare-") as scratch:
         trees = {"before": _checkout(before, Path(scratch, "before")),
@@ -61,6 +64,10 @@ def compare(before: str, after: str, rounds: int, figure: str, bench_args: tuple
             values: dict[str, list[float]] = {"before": [], "after": []}
             for round_number in range(1, rounds + 1):
                 for label, tree in trees.items():
+                    # The last run's files are still being written back: without this, that
+                    # writeback lands on whichever revision runs next.
+                    os.sync()
+                    time.sleep(settle)
                     values[label].append(_run(tree, bench_args, figure))
                     click.echo(f"round {round_number} {label:>6}: {figure}={values[label][-1]}  "
                                f"(load {os.getloadavg()[0]:.2f})")
