@@ -261,3 +261,22 @@ def test_bin_contents_are_the_target_rows_of_each_bin(engine):
     for row in rows:
         expected[row["bin_index"]][row["path"]] = {"hashes": row["hashes"], "length": row["length"]}
     assert contents == expected
+
+
+def test_of_two_commits_that_find_no_request_standing_only_one_sends(engine):
+    """Both read the request cleared; the one whose update comes second finds it taken and sends nothing."""
+    import datetime
+
+    from warehouse_tuf import publish_requests
+
+    stale = datetime.timedelta(minutes=1)
+    raced: list[bool] = []
+
+    def another_sender_in_between(conn, cursor, statement, *args) -> None:
+        if not raced and statement.lstrip().upper().startswith("UPDATE TUF_PUBLISH_REQUEST"):
+            raced.append(False)  # its own update comes here too: only the first one is raced
+            raced[0] = publish_requests.request(engine, stale)
+
+    event.listen(engine, "before_cursor_execute", another_sender_in_between)
+    assert not publish_requests.request(engine, stale)
+    assert raced == [True]

@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime
 from typing import cast
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, or_, select, update
 from sqlalchemy.engine import Engine
 
 from warehouse_tuf.clock import utcnow
@@ -36,16 +36,19 @@ def request(engine: Engine, stale: datetime.timedelta) -> bool:
     """Whether the caller, who just committed changes, must send a publish message.
 
     True marks the request as made: the caller sends the message (and
-    :func:`withdraw` it if sending fails).
+    :func:`withdraw` it if sending fails). Of two callers that find no
+    request standing, only the one whose update takes the row sends.
     """
     now = utcnow()
-    with engine.connect() as conn:
-        requested_at = conn.execute(select(_TABLE.c.requested_at).where(_ROW)).scalar_one_or_none()
+    # Autocommit: one statement is one round trip, with no BEGIN or ROLLBACK around it.
+    # This runs after every upload that recorded a change.
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        requested_at = conn.execute(select(_TABLE.c.requested_at).where(_ROW)).scalar_one()
         if requested_at is not None and requested_at > now - stale:
             return False  # a publisher is queued or running: its last look sees this commit
-        conn.execute(update(_TABLE).where(_ROW).values(requested_at=now))
-        conn.commit()
-    return True
+        not_standing = or_(_TABLE.c.requested_at.is_(None), _TABLE.c.requested_at <= now - stale)
+        taken = conn.execute(update(_TABLE).where(_ROW, not_standing).values(requested_at=now))
+    return taken.rowcount == 1
 
 
 def withdraw(engine: Engine) -> None:
