@@ -280,3 +280,34 @@ def test_of_two_commits_that_find_no_request_standing_only_one_sends(engine):
     event.listen(engine, "before_cursor_execute", another_sender_in_between)
     assert not publish_requests.request(engine, stale)
     assert raced == [True]
+
+
+def test_a_publish_writes_no_row_while_it_writes_to_storage(engine, tmp_path):
+    """The result's rows change only once storage holds the bin, the snapshot and the timestamp:
+    on SQLite a write statement takes the one write lock, and uploads would wait out the fsyncs."""
+    repo = _manager(engine, tmp_path)
+    repo.bootstrap_development()
+    targets_dir = tmp_path / "targets"
+    path = publish_file(repo, targets_dir, "one-1.0.whl", b"one upload")
+    repo.db.commit()
+    events: list[str] = []
+    storage = repo.repository.storage
+    put_many = storage.put_many
+
+    def recorded_put_many(files) -> None:
+        put_many(files)
+        events.extend(f"stored {name}" for name in files)
+
+    def recorded_write(conn, cursor, statement, *args) -> None:
+        if statement.lstrip().split(None, 1)[0].upper() in ("INSERT", "UPDATE", "DELETE"):
+            events.append("write")
+
+    storage.put_many = recorded_put_many
+    event.listen(engine, "before_cursor_execute", recorded_write)
+    repo.publish()
+
+    first_store = next(n for n, item in enumerate(events) if item.startswith("stored"))
+    timestamp_stored = events.index("stored timestamp.json")
+    assert "write" not in events[first_store:timestamp_stored], events
+    assert "write" in events[timestamp_stored:]  # the result is recorded, after storage
+    assert Client(tmp_path / "metadata", targets_dir).download(path) == b"one upload"

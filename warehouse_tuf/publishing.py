@@ -280,9 +280,6 @@ def write_snapshot_and_timestamp(
     bins.confirm_reserved(session, signed_bins)
     repo.storage.put_many({**{item.filename: item.data for item in signed_bins},
                            roles.filename(roles.SNAPSHOT, reserved.snapshot): snapshot_bytes})
-    db.record_signed_bins(session, signed_bins, now)
-    db.update_row(rows[roles.SNAPSHOT], reserved.snapshot, snapshot.expires, snapshot_bytes, now)
-    snapshot_cache.put(repo.name, reserved.snapshot, rows[roles.SNAPSHOT].sha256, meta)
 
     timestamp = Timestamp(
         version=reserved.timestamp, expires=now + repo.settings.expiry["timestamp"],
@@ -299,6 +296,11 @@ def write_snapshot_and_timestamp(
             f"{reserved.timestamp} (its publish lock was lost): nothing more is written"
         )
     repo.storage.put(roles.TIMESTAMP_FILE, timestamp_bytes)
+    # The rows change only once storage holds everything: SQLite's single write lock (which
+    # uploads wait for) is then held for the caller's commit, not for the writes and fsyncs.
+    db.record_signed_bins(session, signed_bins, now)
+    db.update_row(rows[roles.SNAPSHOT], reserved.snapshot, snapshot.expires, snapshot_bytes, now)
+    snapshot_cache.put(repo.name, reserved.snapshot, rows[roles.SNAPSHOT].sha256, meta)
     db.update_row(rows[roles.TIMESTAMP], reserved.timestamp, timestamp.expires, timestamp_bytes, now)
 
 
