@@ -580,6 +580,14 @@ def record(config: Any, session: Any, i: int, projects: int) -> None:
     queue_publish(config, session)
 
 
+def commit_only(session: Any, i: int, projects: int) -> None:
+    """One host row committed, nothing recorded: what a commit costs on this machine without the extension."""
+    from dev.models import JournalEntry
+
+    session.add(JournalEntry(name=project_name(i, projects), version="1.0", action=f"bench commit {i}"))
+    session.commit()
+
+
 def count_messages(config: Any) -> list[int]:
     """Counts the publish messages this process sends from now on (a one-item list, kept up to date)."""
     task = config.registry["tuf.publish_task"]
@@ -600,7 +608,8 @@ def _uploader(env: dict[str, str], level: str, indexes: list[int], projects: int
 
     ``host``: commits one host ``File`` per upload as the upload view does;
     the extension's session hooks record it and queue the publish task.
-    ``extension``: only what the hooks add (:func:`record`). Publish tasks
+    ``extension``: only what the hooks add (:func:`record`). ``commit``: one
+    host row and no extension (:func:`commit_only`), nothing to publish. Publish tasks
     run on the in-process task thread in embedded mode, on the workers in
     distributed mode.
     """
@@ -619,6 +628,9 @@ def _uploader(env: dict[str, str], level: str, indexes: list[int], projects: int
         if level == "host":
             with host_session(sessions, engine) as session:
                 upload(session, i, projects)
+        elif level == "commit":
+            with Session(engine) as session:  # not the host's session class: no hook sees it
+                commit_only(session, i, projects)
         else:
             with Session(engine) as session:
                 record(config, session, i, projects)
@@ -707,8 +719,9 @@ def _uploads(func: Any) -> Any:
         click.option("--uploaders", default=2, show_default=True, help="Concurrent uploader processes."),
         click.option("--projects", default=1_000, show_default=True, help="Projects the uploads go to."),
         click.option("--workers", default=2, show_default=True, help="Celery worker processes (distributed mode)."),
-        click.option("--level", type=click.Choice(["extension", "host"]), default="extension", show_default=True,
-                     help="Uploads as the extension records them, or whole host uploads (File rows, hooks)."),
+        click.option("--level", type=click.Choice(["extension", "host", "commit"]), default="extension",
+                     show_default=True, help="Uploads as the extension records them, whole host uploads (File "
+                     "rows, hooks), or one host row committed with no extension (the machine's ceiling)."),
     )):
         func = option(func)
     return func
@@ -728,7 +741,9 @@ def burst(mode: str, bins: int, as_json: bool, published: int, uploaders: int, p
         upload_s = max(t for _, t in committed) - min(t for _, t in committed)
         last = max(t for _, t in committed)
         drain_s = next(started for started, pending in watcher.polls if started > last and not pending) - last
-        verified = verify(host, sample(uploads, 20, published), projects)
+        # Nothing new is published at --level commit: the targets published before are checked.
+        verified = verify(host, sample(published, 20) if level == "commit" else sample(uploads, 20, published),
+                          projects)
         report({
             "scenario": "burst", "mode": mode, "bins": bins, "published": published, "uploads": uploads,
             "uploaders": uploaders, "workers": workers if mode == "distributed" else 0, "level": level,
