@@ -788,9 +788,11 @@ def throughput(mode: str, bins: int, as_json: bool, uploads: int, rounds: int, p
 
     Blocks of --uploads alternate between the host with the extension's hooks
     (publishing meanwhile: on the host's task thread when embedded, on the
-    workers when distributed) and the same host without them (``tuf.enabled
-    = false``, same database), each block started once everything before it
-    is published. Also counts the publish messages the hooked uploads sent.
+    workers when distributed), the same hooks with no publish message sent
+    until the block ends (what the hooks alone cost), and the same host
+    without them (``tuf.enabled = false``, same database); each block starts
+    once everything before it is published. Also counts the publish messages
+    the hooked uploads sent.
     """
     from dev.app import configure
 
@@ -798,27 +800,38 @@ def throughput(mode: str, bins: int, as_json: bool, uploads: int, rounds: int, p
         seed_host(host.engine, 0, projects)
         host.start_workers()
         plain = configure({"tuf.enabled": "false"})
-        blocks = {"with": host.config.registry["sqlalchemy.sessionmaker"],
-                  "without": plain.registry["sqlalchemy.sessionmaker"]}
+        hooked = host.config.registry["sqlalchemy.sessionmaker"]
+        blocks = {"with": hooked, "hooks_only": hooked, "without": plain.registry["sqlalchemy.sessionmaker"]}
+        task = host.config.registry["tuf.publish_task"]
+        send = task.delay
         messages = count_messages(host.config)
-        rates: dict[str, list[float]] = {"with": [], "without": []}
+        counted = task.delay
+        rates: dict[str, list[float]] = {label: [] for label in blocks}
         i = 0
         for _ in range(rounds):
             for label, sessions in blocks.items():
+                if label == "hooks_only":
+                    task.delay = lambda *args, **kwargs: None  # the publisher waits for the block's end
                 started = time.perf_counter()
                 for _ in range(uploads):
                     with host_session(sessions, host.engine) as session:
                         upload(session, i, projects)
                     i += 1
                 rates[label].append(uploads / (time.perf_counter() - started))
+                if label == "hooks_only":
+                    task.delay = counted
+                    send()
                 _wait_published(host)
         plain.registry["sqlalchemy.engine"].dispose()
-        verified = verify(host, [2 * uploads * r + n for r in range(rounds) for n in sample(uploads, 3)], projects)
-        with_s, without_s = statistics.median(rates["with"]), statistics.median(rates["without"])
+        verified = verify(host, [3 * uploads * r + n for r in range(rounds) for n in sample(uploads, 3)], projects)
+        medians = {label: statistics.median(values) for label, values in rates.items()}
         report({
             "scenario": "throughput", "mode": mode, "bins": bins, "uploads": uploads * rounds,
-            "uploads_per_s_with": round(with_s, 1), "uploads_per_s_without": round(without_s, 1),
-            "ratio": round(with_s / without_s, 3),
+            "uploads_per_s_with": round(medians["with"], 1),
+            "uploads_per_s_hooks_only": round(medians["hooks_only"], 1),
+            "uploads_per_s_without": round(medians["without"], 1),
+            "ratio": round(medians["with"] / medians["without"], 3),
+            "ratio_hooks_only": round(medians["hooks_only"] / medians["without"], 3),
             "messages_per_1000_uploads": round(1000 * messages[0] / (uploads * rounds), 1),
             "ngclient_verified": verified,
         }, as_json)
