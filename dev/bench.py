@@ -144,7 +144,9 @@ class BenchHost:
         self.processes: list[subprocess.Popen] = []
         self.database: str | None = None
         self.env = {
+            # Embedded tasks in a process of their own, as ``serve`` runs them.
             "TUF_DEV_MODE": mode, "TUF_DEV_DATA": str(self.data), "TUF_BIN_COUNT": str(bins),
+            "TUF_DEV_EMBEDDED_TASKS": "process",
             **{f"TUF_{key.upper()}": str(value) for key, value in settings.items()},
         }
         if mode == "distributed":

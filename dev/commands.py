@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -118,12 +119,18 @@ def _initialize(config: Any) -> tuple[bool, dict[str, Any]]:
 @click.option("--threads", default=4, show_default=True, type=int)
 @click.pass_obj
 def serve(config: Any, host: str, port: int, threads: int) -> None:
-    """Serve the host; create its tables and bootstrap TUF (dev keys) on first run."""
+    """Serve the host; create its tables and bootstrap TUF (dev keys) on first run.
+
+    Embedded mode runs its tasks in a child process, so that a publish does not
+    take the interpreter lock from the request threads (``TUF_DEV_EMBEDDED_TASKS=thread``
+    runs them on a thread of this process instead).
+    """
     from paste.translogger import TransLogger
 
     from dev.app import SERVER_URL_FILE
     from dev.tasks import EmbeddedBeat
 
+    os.environ.setdefault("TUF_DEV_EMBEDDED_TASKS", "process")  # read when the host is first configured
     _configure_logging()
     # Bound first: a port in use is reported before anything is created in the data directory.
     server = _bind(TransLogger(config.make_wsgi_app(), setup_console_handler=False), host, port, threads)
