@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 
 import click
 
+from dev import logs
 from dev.cli import dev
 from warehouse_tuf.services import RepositoryError
 from warehouse_tuf.settings import ConfigurationError
@@ -46,27 +46,6 @@ targets:  {python} -m dev tuf targets <project> --verify
 status:   {python} -m dev tuf status
 (these commands work from any directory; set TUF_DEV_DATA={settings['dev.data']} if you moved it)
 """
-
-
-class _Quiet(logging.Filter):
-    """Drops waitress's "Task queue depth is N" warnings: requests waiting for a free thread
-    (a burst of uploads), not a fault; the access log shows every request anyway."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Task queue depth")
-
-
-def _configure_logging() -> None:
-    """One line per request (the access log), one ``tuf kind=publish ...`` line per publish."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    for name, level in (("wsgi", logging.INFO), ("warehouse_tuf", logging.INFO),
-                        ("waitress", logging.WARNING), ("dev", logging.WARNING)):
-        logger = logging.getLogger(name)
-        logger.setLevel(level)
-        logger.addHandler(handler)
-        logger.propagate = False
-    logging.getLogger("waitress.queue").addFilter(_Quiet())
 
 
 def _bind(app: Any, host: str, port: int, threads: int) -> Any:
@@ -131,7 +110,7 @@ def serve(config: Any, host: str, port: int, threads: int) -> None:
     from dev.tasks import EmbeddedBeat
 
     os.environ.setdefault("TUF_DEV_EMBEDDED_TASKS", "process")  # read when the host is first configured
-    _configure_logging()
+    logs.configure()
     # Bound first: a port in use is reported before anything is created in the data directory.
     server = _bind(TransLogger(config.make_wsgi_app(), setup_console_handler=False), host, port, threads)
     try:

@@ -131,9 +131,11 @@ def _task_process(settings: Any) -> concurrent.futures.ProcessPoolExecutor:
     """One spawned child process that configures its own host from ``settings`` and runs the tasks."""
     given = {key: value for key, value in settings.items() if isinstance(value, (str, int, float, bool))}
     given.update({"warehouse.env": settings["warehouse.env"].value, "dev.embedded_tasks": "thread"})
+    from dev import logs
+
     return concurrent.futures.ProcessPoolExecutor(
         max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-        initializer=_start_task_process, initargs=(given,),
+        initializer=_start_task_process, initargs=(given, logs.configured()),
     )
 
 
@@ -151,9 +153,12 @@ def _lost_with_its_process(app: celery.Celery, executor: concurrent.futures.Proc
         _forget_task_process(app, executor)
 
 
-def _start_task_process(settings: dict[str, Any]) -> None:
+def _start_task_process(settings: dict[str, Any], log_lines: bool) -> None:
+    from dev import logs
     from dev.app import configure
 
+    if log_lines:  # the host prints its log lines (``serve``): so does its task process
+        logs.configure()
     _TASK_PROCESS["app"] = configure(settings).registry["celery.app"]
     threading.Thread(target=_exit_with_the_host, name="dev-task-process-watch", daemon=True).start()
 
