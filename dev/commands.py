@@ -107,7 +107,7 @@ def serve(config: Any, host: str, port: int, threads: int) -> None:
     from paste.translogger import TransLogger
 
     from dev.app import SERVER_URL_FILE
-    from dev.tasks import EmbeddedBeat
+    from dev.tasks import EmbeddedBeat, start_embedded_tasks
 
     os.environ.setdefault("TUF_DEV_EMBEDDED_TASKS", "process")  # read when the host is first configured
     logs.configure()
@@ -124,6 +124,7 @@ def serve(config: Any, host: str, port: int, threads: int) -> None:
     (Path(config.registry.settings["dev.data"]) / SERVER_URL_FILE).write_text(base + "\n")
     beat = None
     if config.registry.settings["dev.mode"] == "embedded":
+        start_embedded_tasks(config.registry["celery.app"])
         beat = EmbeddedBeat(config.registry["celery.app"])
         beat.start()
     click.echo(_instructions(config, base, report), nl=False)

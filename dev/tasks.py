@@ -180,6 +180,26 @@ def _run_in_task_process(name: str, args: Any, kwargs: Any, options: dict) -> No
     wait_for_embedded_tasks(app, timeout=3600)
 
 
+def start_embedded_tasks(app: celery.Celery) -> None:
+    """Start the task process now, not at the first upload's task (it takes a second to configure
+    its host): ``serve`` does at start-up. Nothing to do in thread mode."""
+    if getattr(app, "embedded_tasks", None) == "process":
+        with _TASK_PROCESS_LOCK:
+            if app.embedded_executor is None:
+                app.embedded_executor = _task_process(app.pyramid_config.registry.settings)
+            executor = app.embedded_executor
+        executor.submit(int).result(timeout=120)  # runs once the process is configured
+
+
+def stop_embedded_tasks(app: celery.Celery) -> None:
+    """Wait for the tasks queued, then let the task process go. A host that is itself a
+    multiprocessing child (a bench's uploader) must: its exit waits for its children before
+    the executor's own exit hook would tell the task process to stop."""
+    wait_for_embedded_tasks(app, timeout=600)
+    if app.embedded_executor is not None:
+        app.embedded_executor.shutdown()
+
+
 class EmbeddedBeat(threading.Thread):
     """Embedded mode's beat: runs each periodic task when its schedule is due."""
 
