@@ -11,6 +11,9 @@ setting                   environment                default
 ========================  =========================  ====================================================
 ``dev.mode``              ``TUF_DEV_MODE``           ``embedded`` (SQLite, tasks in process) or
                                                      ``distributed`` (PostgreSQL, Redis, workers, beat)
+``dev.embedded_tasks``    ``TUF_DEV_EMBEDDED_TASKS`` embedded mode: where tasks run, ``thread`` (a thread of
+                                                     this process) or ``process`` (a child process of its
+                                                     own; ``serve`` and ``bench`` run this)
 ``dev.data``              ``TUF_DEV_DATA``           ``.dev-data`` in the repository (wherever the command
                                                      runs from): database (embedded), files, metadata
 ``dev.username``          ``TUF_DEV_USERNAME``       ``tuf-dev``: the one account for uploads/deletes
@@ -71,10 +74,12 @@ class Environment(str, enum.Enum):
 
 
 MODES = ("embedded", "distributed")
+EMBEDDED_TASKS = ("thread", "process")
 
 _HOST_SETTINGS = (
     # (setting, environment variable, default or None when it depends on others)
     ("dev.mode", "TUF_DEV_MODE", "embedded"),
+    ("dev.embedded_tasks", "TUF_DEV_EMBEDDED_TASKS", "thread"),
     ("dev.data", "TUF_DEV_DATA", str(DEFAULT_DATA)),
     ("dev.username", "TUF_DEV_USERNAME", "tuf-dev"),
     ("dev.password", "TUF_DEV_PASSWORD", "tuf-dev"),
@@ -100,6 +105,9 @@ def _resolve_settings(given: dict[str, Any], environ: Any) -> dict[str, Any]:
     settings.setdefault("dev.admins", environ.get("TUF_DEV_ADMINS", settings["dev.username"]))
     if settings["dev.mode"] not in MODES:
         raise ValueError(f"dev.mode (TUF_DEV_MODE) = {settings['dev.mode']!r}: use one of {MODES}")
+    if settings["dev.embedded_tasks"] not in EMBEDDED_TASKS:
+        raise ValueError(f"dev.embedded_tasks (TUF_DEV_EMBEDDED_TASKS) = {settings['dev.embedded_tasks']!r}: "
+                         f"use one of {EMBEDDED_TASKS}")
     data = Path(settings["dev.data"]).resolve()
     data.mkdir(parents=True, exist_ok=True)
     settings["dev.data"] = str(data)

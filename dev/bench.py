@@ -144,18 +144,22 @@ class BenchHost:
         self.processes: list[subprocess.Popen] = []
         self.database: str | None = None
         self.env = {
+            # Embedded tasks in a process of their own, as ``serve`` runs them.
             "TUF_DEV_MODE": mode, "TUF_DEV_DATA": str(self.data), "TUF_BIN_COUNT": str(bins),
+            "TUF_DEV_EMBEDDED_TASKS": "process",
             **{f"TUF_{key.upper()}": str(value) for key, value in settings.items()},
         }
         if mode == "distributed":
             self._start_services(workers)
         os.environ.update(self.env)  # this process, the uploaders and the CLI all see one host
         from dev.app import configure, initialize
+        from dev.tasks import start_embedded_tasks
 
         started = time.monotonic()
         self.config = configure()
         initialize(self.config)
         self.bootstrap_s = time.monotonic() - started
+        start_embedded_tasks(self.config.registry["celery.app"])
         self.engine = self.config.registry["sqlalchemy.engine"]
         self.bits = bins.bit_length() - 1
         self.metadata = self.data / "tuf-metadata"
@@ -208,8 +212,11 @@ class BenchHost:
             return s.scalar(select(func.count()).select_from(PendingChange))
 
     def close(self) -> None:
+        from dev.tasks import stop_embedded_tasks
         from dev.testing.devhost import stop
 
+        if self.mode == "embedded":
+            stop_embedded_tasks(self.config.registry["celery.app"])  # its task process holds the database
         for process in reversed(self.processes):
             stop(process)
         self.engine.dispose()
@@ -610,14 +617,15 @@ def _uploader(env: dict[str, str], level: str, indexes: list[int], projects: int
     the extension's session hooks record it and queue the publish task.
     ``extension``: only what the hooks add (:func:`record`). ``commit``: one
     host row and no extension (:func:`commit_only`), nothing to publish. Publish tasks
-    run on the in-process task thread in embedded mode, on the workers in
-    distributed mode.
+    run in the uploader's task process in embedded mode (as ``serve`` runs
+    them), on the workers in distributed mode.
     """
     os.environ.update(env)
     from dev.app import configure
-    from dev.tasks import wait_for_embedded_tasks
+    from dev.tasks import start_embedded_tasks, stop_embedded_tasks
 
     config = configure()
+    start_embedded_tasks(config.registry["celery.app"])
     sessions, engine = config.registry["sqlalchemy.sessionmaker"], config.registry["sqlalchemy.engine"]
     committed = []
     messages = count_messages(config)
@@ -637,7 +645,7 @@ def _uploader(env: dict[str, str], level: str, indexes: list[int], projects: int
         committed.append((file_row(i, projects)["path"], time.time()))
     results.put((committed, messages[0]))
     if env["TUF_DEV_MODE"] == "embedded":
-        wait_for_embedded_tasks(config.registry["celery.app"], timeout=600)
+        stop_embedded_tasks(config.registry["celery.app"])
     engine.dispose()
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import errno
-import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
+from dev import logs
 from dev.cli import dev
 from warehouse_tuf.services import RepositoryError
 from warehouse_tuf.settings import ConfigurationError
@@ -45,27 +46,6 @@ targets:  {python} -m dev tuf targets <project> --verify
 status:   {python} -m dev tuf status
 (these commands work from any directory; set TUF_DEV_DATA={settings['dev.data']} if you moved it)
 """
-
-
-class _Quiet(logging.Filter):
-    """Drops waitress's "Task queue depth is N" warnings: requests waiting for a free thread
-    (a burst of uploads), not a fault; the access log shows every request anyway."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Task queue depth")
-
-
-def _configure_logging() -> None:
-    """One line per request (the access log), one ``tuf kind=publish ...`` line per publish."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    for name, level in (("wsgi", logging.INFO), ("warehouse_tuf", logging.INFO),
-                        ("waitress", logging.WARNING), ("dev", logging.WARNING)):
-        logger = logging.getLogger(name)
-        logger.setLevel(level)
-        logger.addHandler(handler)
-        logger.propagate = False
-    logging.getLogger("waitress.queue").addFilter(_Quiet())
 
 
 def _bind(app: Any, host: str, port: int, threads: int) -> Any:
@@ -118,13 +98,19 @@ def _initialize(config: Any) -> tuple[bool, dict[str, Any]]:
 @click.option("--threads", default=4, show_default=True, type=int)
 @click.pass_obj
 def serve(config: Any, host: str, port: int, threads: int) -> None:
-    """Serve the host; create its tables and bootstrap TUF (dev keys) on first run."""
+    """Serve the host; create its tables and bootstrap TUF (dev keys) on first run.
+
+    Embedded mode runs its tasks in a child process, so that a publish does not
+    take the interpreter lock from the request threads (``TUF_DEV_EMBEDDED_TASKS=thread``
+    runs them on a thread of this process instead).
+    """
     from paste.translogger import TransLogger
 
     from dev.app import SERVER_URL_FILE
-    from dev.tasks import EmbeddedBeat
+    from dev.tasks import EmbeddedBeat, start_embedded_tasks
 
-    _configure_logging()
+    os.environ.setdefault("TUF_DEV_EMBEDDED_TASKS", "process")  # read when the host is first configured
+    logs.configure()
     # Bound first: a port in use is reported before anything is created in the data directory.
     server = _bind(TransLogger(config.make_wsgi_app(), setup_console_handler=False), host, port, threads)
     try:
@@ -138,6 +124,7 @@ def serve(config: Any, host: str, port: int, threads: int) -> None:
     (Path(config.registry.settings["dev.data"]) / SERVER_URL_FILE).write_text(base + "\n")
     beat = None
     if config.registry.settings["dev.mode"] == "embedded":
+        start_embedded_tasks(config.registry["celery.app"])
         beat = EmbeddedBeat(config.registry["celery.app"])
         beat.start()
     click.echo(_instructions(config, base, report), nl=False)

@@ -7,9 +7,12 @@
 - ``config.task(fn)``, ``request.task(fn)`` and
   ``config.add_periodic_task(schedule, fn)`` find or schedule tasks.
 
-Embedded mode has no broker: tasks run eagerly, on one background thread of
-the host process (:attr:`celery.Celery.embedded_executor`), so that a publish
-never runs inside the upload request; :class:`EmbeddedBeat` stands in for beat.
+Embedded mode has no broker: tasks run eagerly, one at a time, outside the
+upload request (:attr:`celery.Celery.embedded_executor`), on a background
+thread of the host process (``dev.embedded_tasks = thread``) or in one child
+process of its own (``process``, what ``serve`` runs): there a publish never
+holds the interpreter lock the request threads need. :class:`EmbeddedBeat`
+stands in for beat.
 Distributed mode sends to Redis, for ``python -m dev worker`` and ``beat``.
 
 The host's own task, :func:`sync_file_to_cache`, copies an upload from the
@@ -23,6 +26,9 @@ import concurrent.futures
 import datetime
 import functools
 import logging
+import multiprocessing
+import multiprocessing.connection
+import os
 import shutil
 import tempfile
 import threading
@@ -77,13 +83,15 @@ class WarehouseTask(celery.Task):
             self._send(args, kwargs, options)
 
     def _send(self, args: Any, kwargs: Any, options: dict) -> Any:
-        executor = getattr(self.app, "embedded_executor", None)
-        if executor is not None:
-            future = executor.submit(super().apply_async, args, kwargs, **options)
-            self.app.embedded_pending.add(future)
-            future.add_done_callback(self.app.embedded_pending.discard)
-            return future
-        return super().apply_async(args, kwargs, **options)
+        if not hasattr(self.app, "embedded_pending"):  # distributed: to the broker
+            return super().apply_async(args, kwargs, **options)
+        if self.app.embedded_tasks == "process":
+            future = _submit_to_task_process(self.app, self.name, args, kwargs, options)
+        else:
+            future = self.app.embedded_executor.submit(super().apply_async, args, kwargs, **options)
+        self.app.embedded_pending.add(future)
+        future.add_done_callback(self.app.embedded_pending.discard)
+        return future
 
 
 def wait_for_embedded_tasks(app: celery.Celery, timeout: float = 120) -> None:
@@ -95,6 +103,101 @@ def wait_for_embedded_tasks(app: celery.Celery, timeout: float = 120) -> None:
         if left <= 0:
             raise TimeoutError(f"{len(queued)} embedded task(s) still queued after {timeout}s")
         concurrent.futures.wait(queued, timeout=left)
+
+
+#: In the task process (``dev.embedded_tasks = process``): its own Celery app, set by its initializer.
+_TASK_PROCESS: dict[str, celery.Celery] = {}
+_TASK_PROCESS_LOCK = threading.Lock()
+
+
+def _submit_to_task_process(app: celery.Celery, name: str, args: Any, kwargs: Any,
+                            options: dict) -> concurrent.futures.Future:
+    """Run the task ``name`` in the task process, started at the first task (no process for a
+    command that queues none); a task process that died (killed, out of memory) is replaced."""
+    with _TASK_PROCESS_LOCK:
+        executor = app.embedded_executor
+        if executor is None:
+            executor = app.embedded_executor = _task_process(app.pyramid_config.registry.settings)
+    try:
+        future = executor.submit(_run_in_task_process, name, args, kwargs, options)
+    except concurrent.futures.BrokenExecutor:
+        _forget_task_process(app, executor)
+        return _submit_to_task_process(app, name, args, kwargs, options)
+    future.add_done_callback(functools.partial(_lost_with_its_process, app, executor))
+    return future
+
+
+def _task_process(settings: Any) -> concurrent.futures.ProcessPoolExecutor:
+    """One spawned child process that configures its own host from ``settings`` and runs the tasks."""
+    given = {key: value for key, value in settings.items() if isinstance(value, (str, int, float, bool))}
+    given.update({"warehouse.env": settings["warehouse.env"].value, "dev.embedded_tasks": "thread"})
+    from dev import logs
+
+    return concurrent.futures.ProcessPoolExecutor(
+        max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+        initializer=_start_task_process, initargs=(given, logs.configured()),
+    )
+
+
+def _forget_task_process(app: celery.Celery, dead: concurrent.futures.ProcessPoolExecutor) -> None:
+    with _TASK_PROCESS_LOCK:
+        if app.embedded_executor is dead:
+            log.warning("dev: the embedded task process died; the next task starts a new one")
+            app.embedded_executor = None
+
+
+def _lost_with_its_process(app: celery.Celery, executor: concurrent.futures.ProcessPoolExecutor,
+                           future: concurrent.futures.Future) -> None:
+    if not future.cancelled() and isinstance(future.exception(), concurrent.futures.BrokenExecutor):
+        # Its change stays pending: the next commit's task or the periodic publish takes it.
+        _forget_task_process(app, executor)
+
+
+def _start_task_process(settings: dict[str, Any], log_lines: bool) -> None:
+    from dev import logs
+    from dev.app import configure
+
+    if log_lines:  # the host prints its log lines (``serve``): so does its task process
+        logs.configure()
+    _TASK_PROCESS["app"] = configure(settings).registry["celery.app"]
+    threading.Thread(target=_exit_with_the_host, name="dev-task-process-watch", daemon=True).start()
+
+
+def _exit_with_the_host() -> None:
+    """A task process outlives no host: the executor's queues would keep it waiting for ever.
+    A publish cut short here is a crash the next one finishes, as when the host is killed."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(0)
+
+
+def _run_in_task_process(name: str, args: Any, kwargs: Any, options: dict) -> None:
+    """Run the task ``name`` here, then the tasks it queued (a publish past its deadline queues
+    its successor): the parent's future is done only when they all are."""
+    app = _TASK_PROCESS["app"]
+    app.tasks[name].apply_async(args, kwargs, **options)
+    wait_for_embedded_tasks(app, timeout=3600)
+
+
+def start_embedded_tasks(app: celery.Celery) -> None:
+    """Start the task process now, not at the first upload's task (it takes a second to configure
+    its host): ``serve`` does at start-up. Nothing to do in thread mode."""
+    if getattr(app, "embedded_tasks", None) == "process":
+        with _TASK_PROCESS_LOCK:
+            if app.embedded_executor is None:
+                app.embedded_executor = _task_process(app.pyramid_config.registry.settings)
+            executor = app.embedded_executor
+        executor.submit(int).result(timeout=120)  # runs once the process is configured
+
+
+def stop_embedded_tasks(app: celery.Celery) -> None:
+    """Wait for the tasks queued, then let the task process go. A host that is itself a
+    multiprocessing child (a bench's uploader) must: its exit waits for its children before
+    the executor's own exit hook would tell the task process to stop."""
+    wait_for_embedded_tasks(app, timeout=600)
+    if app.embedded_executor is not None:
+        app.embedded_executor.shutdown()
 
 
 class EmbeddedBeat(threading.Thread):
@@ -180,7 +283,9 @@ def includeme(config: Any) -> None:
         app.conf.task_always_eager = True
         #: The futures of the tasks queued and not yet run (wait_for_embedded_tasks).
         app.embedded_pending = set()
-        app.embedded_executor = concurrent.futures.ThreadPoolExecutor(
+        app.embedded_tasks = settings["dev.embedded_tasks"]
+        #: The task process's executor, once a task started it; or the task thread's.
+        app.embedded_executor = None if app.embedded_tasks == "process" else concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="dev-embedded-task"
         )
     else:

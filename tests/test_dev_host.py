@@ -367,6 +367,8 @@ def test_unknown_mode_is_a_clear_error(tmp_path):
 
     with pytest.raises(ValueError, match="dev.mode"):
         configure({"dev.data": str(tmp_path), "dev.mode": "cluster"})
+    with pytest.raises(ValueError, match=r"dev.embedded_tasks \(TUF_DEV_EMBEDDED_TASKS\) = 'fork'"):
+        configure({"dev.data": str(tmp_path), "dev.embedded_tasks": "fork"})
 
 
 def test_worker_and_beat_need_distributed_mode(config):
@@ -384,3 +386,50 @@ def test_serve_refuses_the_development_keys_in_production(tmp_path, database_url
         1, "Error: development keys are refused in production (tuf.env = production)\n")
     assert not (tmp_path / "tuf-metadata" / "timestamp.json").exists()
     config.registry["sqlalchemy.engine"].dispose()
+
+
+def test_embedded_tasks_run_in_a_process_of_their_own(tmp_path):
+    """``dev.embedded_tasks = process`` (what ``serve`` runs): uploads are published by one child
+    process, not by this one, and a client verifies them; a task process that dies is replaced."""
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    from dev.tasks import wait_for_embedded_tasks
+    from dev.testing.devhost import add_file, dev_config, pending, store_served_file, verify_like_a_client
+    from warehouse_tuf import tasks
+
+    config = dev_config(tmp_path / "data", f"sqlite:///{tmp_path / 'index.sqlite'}",
+                        **{"dev.embedded_tasks": "process"})
+    app = config.registry["celery.app"]
+    sessions, engine = config.registry["sqlalchemy.sessionmaker"], config.registry["sqlalchemy.engine"]
+    assert app.embedded_executor is None  # no process until a task needs it
+    try:
+        with sessions(bind=engine) as session:
+            first = add_file(session, "Demo", "1.0", "demo-1.0.tar.gz", b"sdist", journal=True)
+            session.commit()
+            first_path = first.path
+        wait_for_embedded_tasks(app)
+        assert pending(config) == []
+        assert isinstance(app.embedded_executor, ProcessPoolExecutor)
+        [child] = app.embedded_executor._processes.values()
+        assert child.pid != os.getpid()
+        store_served_file(config, first_path, b"sdist")
+        assert verify_like_a_client(config, first_path) == b"sdist"
+
+        child.kill()
+        child.join()
+        with sessions(bind=engine) as session:
+            second_path = add_file(session, "Demo", "1.1", "demo-1.1.tar.gz", b"sdist 1.1", journal=True).path
+            session.commit()  # its task may be lost with the dead process: the change stays pending
+        wait_for_embedded_tasks(app)
+        config.task(tasks.publish_pending).delay()  # as the periodic publish would
+        wait_for_embedded_tasks(app)
+        assert pending(config) == []
+        [replacement] = app.embedded_executor._processes.values()
+        assert replacement.pid not in (child.pid, os.getpid())
+        store_served_file(config, second_path, b"sdist 1.1")
+        assert verify_like_a_client(config, second_path) == b"sdist 1.1"
+    finally:
+        if app.embedded_executor is not None:
+            app.embedded_executor.shutdown()
+        engine.dispose()
