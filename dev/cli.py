@@ -10,6 +10,7 @@ and ``tuf ...`` therefore load neither the benchmarks nor the tests.
 from __future__ import annotations
 
 import importlib
+import os
 
 import click
 
@@ -21,12 +22,18 @@ class LazyConfig:
 
     def __init__(self) -> None:
         self._config = None
+        self._settings: dict = {}
+
+    def default(self, key: str, value: str, envvar: str) -> None:
+        """A command's own default for a setting, unless ``envvar`` is set; before first use only."""
+        if self._config is None and envvar not in os.environ:
+            self._settings[key] = value
 
     def __getattr__(self, name):
         if self._config is None:
             from dev.app import configure
 
-            self._config = configure()
+            self._config = configure(self._settings)
         return getattr(self._config, name)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import click
 
 from dev import logs
-from dev.cli import dev
+from dev.cli import LazyConfig, dev
 from warehouse_tuf.services import RepositoryError
 from warehouse_tuf.settings import ConfigurationError
 
@@ -109,7 +108,8 @@ def serve(config: Any, host: str, port: int, threads: int) -> None:
     from dev.app import SERVER_URL_FILE
     from dev.tasks import EmbeddedBeat, start_embedded_tasks
 
-    os.environ.setdefault("TUF_DEV_EMBEDDED_TASKS", "process")  # read when the host is first configured
+    if isinstance(config, LazyConfig):  # not configured yet: its tasks go to a process of their own
+        config.default("dev.embedded_tasks", "process", "TUF_DEV_EMBEDDED_TASKS")
     logs.configure()
     # Bound first: a port in use is reported before anything is created in the data directory.
     server = _bind(TransLogger(config.make_wsgi_app(), setup_console_handler=False), host, port, threads)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -433,3 +434,19 @@ def test_embedded_tasks_run_in_a_process_of_their_own(tmp_path):
         if app.embedded_executor is not None:
             app.embedded_executor.shutdown()
         engine.dispose()
+
+
+def test_a_commands_default_setting_yields_to_the_environment(monkeypatch):
+    """``serve`` defaults embedded tasks to a process of their own; TUF_DEV_EMBEDDED_TASKS overrides it,
+    and the default never leaks into the environment (other hosts of this process keep their own)."""
+    from dev.cli import LazyConfig
+
+    monkeypatch.delenv("TUF_DEV_EMBEDDED_TASKS", raising=False)
+    served = LazyConfig()
+    served.default("dev.embedded_tasks", "process", "TUF_DEV_EMBEDDED_TASKS")
+    assert served._settings == {"dev.embedded_tasks": "process"}
+    assert "TUF_DEV_EMBEDDED_TASKS" not in os.environ
+    monkeypatch.setenv("TUF_DEV_EMBEDDED_TASKS", "thread")
+    overridden = LazyConfig()
+    overridden.default("dev.embedded_tasks", "process", "TUF_DEV_EMBEDDED_TASKS")
+    assert overridden._settings == {}
