@@ -392,7 +392,6 @@ def test_serve_refuses_the_development_keys_in_production(tmp_path, database_url
 def test_embedded_tasks_run_in_a_process_of_their_own(tmp_path):
     """``dev.embedded_tasks = process`` (what ``serve`` runs): uploads are published by one child
     process, not by this one, and a client verifies them; a task process that dies is replaced."""
-    import os
     from concurrent.futures import ProcessPoolExecutor
 
     from dev.tasks import wait_for_embedded_tasks
