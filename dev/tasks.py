@@ -114,10 +114,7 @@ def _submit_to_task_process(app: celery.Celery, name: str, args: Any, kwargs: An
                             options: dict) -> concurrent.futures.Future:
     """Run the task ``name`` in the task process, started at the first task (no process for a
     command that queues none); a task process that died (killed, out of memory) is replaced."""
-    with _TASK_PROCESS_LOCK:
-        executor = app.embedded_executor
-        if executor is None:
-            executor = app.embedded_executor = _task_process(app.pyramid_config.registry.settings)
+    executor = _task_process_executor(app)
     try:
         future = executor.submit(_run_in_task_process, name, args, kwargs, options)
     except concurrent.futures.BrokenExecutor:
@@ -127,12 +124,20 @@ def _submit_to_task_process(app: celery.Celery, name: str, args: Any, kwargs: An
     return future
 
 
+def _task_process_executor(app: celery.Celery) -> concurrent.futures.ProcessPoolExecutor:
+    """The task process's executor, created on first use (or after the last one died)."""
+    with _TASK_PROCESS_LOCK:
+        if app.embedded_executor is None:
+            app.embedded_executor = _task_process(app.pyramid_config.registry.settings)
+        return app.embedded_executor
+
+
 def _task_process(settings: Any) -> concurrent.futures.ProcessPoolExecutor:
     """One spawned child process that configures its own host from ``settings`` and runs the tasks."""
-    given = {key: value for key, value in settings.items() if isinstance(value, (str, int, float, bool))}
-    given.update({"warehouse.env": settings["warehouse.env"].value, "dev.embedded_tasks": "thread"})
     from dev import logs
 
+    given = {key: value for key, value in settings.items() if isinstance(value, (str, int, float, bool))}
+    given.update({"warehouse.env": settings["warehouse.env"].value, "dev.embedded_tasks": "thread"})
     return concurrent.futures.ProcessPoolExecutor(
         max_workers=1, mp_context=multiprocessing.get_context("spawn"),
         initializer=_start_task_process, initargs=(given, logs.configured()),
@@ -184,11 +189,7 @@ def start_embedded_tasks(app: celery.Celery) -> None:
     """Start the task process now, not at the first upload's task (it takes a second to configure
     its host): ``serve`` does at start-up. Nothing to do in thread mode."""
     if getattr(app, "embedded_tasks", None) == "process":
-        with _TASK_PROCESS_LOCK:
-            if app.embedded_executor is None:
-                app.embedded_executor = _task_process(app.pyramid_config.registry.settings)
-            executor = app.embedded_executor
-        executor.submit(int).result(timeout=120)  # runs once the process is configured
+        _task_process_executor(app).submit(int).result(timeout=120)  # runs once the process is configured
 
 
 def stop_embedded_tasks(app: celery.Celery) -> None:

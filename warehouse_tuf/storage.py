@@ -30,7 +30,7 @@ def _write_temporary(path: Path, data: bytes) -> str:
     batch (``tempfile.mkstemp`` and a file object would take it a dozen times).
     """
     tmp = str(path.parent / f".tmp-{secrets.token_hex(16)}.part")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)  # not inherited: os.open's default
     try:
         view = memoryview(data)
         while view:
